@@ -1,0 +1,98 @@
+# relpoline: plain GNU Make.
+#   make                 runtime, module object, wrappers  -> build/
+#   make check           tests (gcc and clang), see tests/tests.mk
+#   make bench-micro     micro-benchmarks -> build/bench/micro.json
+#   make demo            the main job: build an example with relpoline-cc and measure it
+#   make install PREFIX=/usr/local DESTDIR=
+CC      ?= gcc
+PREFIX  ?= /usr/local
+DESTDIR ?=
+B       := build
+VERSION := 0.1.0
+
+WARN    := -Wall -Wextra -Wno-unused-parameter
+BASE    := -std=gnu11 -O2 -g -fPIC -fvisibility=hidden -D_GNU_SOURCE $(WARN) -Isrc -Iinclude
+# The runtime is never built with thunks: it is what provides them.
+RT_CFLAGS  := $(BASE) $(SAN_CFLAGS)
+# The per-module part runs inside the application's indirect calls: it must
+# not touch vector registers (argument registers of the call in flight) and
+# must not call libc.  -mgeneral-regs-only guarantees the first by construction.
+MOD_CFLAGS := $(BASE) -mgeneral-regs-only -fno-stack-protector -fno-builtin \
+              -fno-tree-loop-distribute-patterns -fcf-protection=none -fno-sanitize=all
+
+RT_SRCS  := src/config.c src/runtime.c src/learn.c src/policy.c src/stub.c \
+            src/patch.c src/module.c src/report.c
+MOD_SRCS := src/record.c src/module_ctor.c
+MOD_ASM  := src/thunks.S
+
+RT_OBJS  := $(RT_SRCS:src/%.c=$(B)/obj/%.o)
+MOD_OBJS := $(MOD_SRCS:src/%.c=$(B)/obj/mod/%.o) $(B)/obj/mod/thunks.o
+HDRS     := $(wildcard src/*.h) include/relpoline.h
+
+LIBS := -lelf -lpthread
+
+all: $(B)/lib/librelpoline.so $(B)/lib/librelpoline.a $(B)/lib/relpoline-module.o \
+     $(B)/bin/relpoline-cc $(B)/bin/relpoline-c++ $(B)/include/relpoline.h \
+     $(B)/lib/pkgconfig/relpoline.pc
+
+$(B)/obj/%.o: src/%.c $(HDRS)
+	@mkdir -p $(dir $@)
+	$(CC) $(RT_CFLAGS) -c $< -o $@
+
+$(B)/obj/mod/%.o: src/%.c $(HDRS)
+	@mkdir -p $(dir $@)
+	$(CC) $(MOD_CFLAGS) -c $< -o $@
+
+$(B)/obj/mod/thunks.o: src/thunks.S src/abi.h
+	@mkdir -p $(dir $@)
+	$(CC) -Isrc -c $< -o $@
+
+$(B)/lib/relpoline-module.o: $(MOD_OBJS)
+	@mkdir -p $(dir $@)
+	$(LD) -r $^ -o $@
+
+$(B)/lib/librelpoline.so: $(RT_OBJS) src/relpoline.map
+	@mkdir -p $(dir $@)
+	$(CC) -shared -Wl,--version-script=src/relpoline.map -Wl,-soname,librelpoline.so.0 \
+	    -Wl,-z,now $(SAN_CFLAGS) $(RT_OBJS) -o $@ $(LIBS)
+	ln -sf librelpoline.so $(B)/lib/librelpoline.so.0
+
+$(B)/lib/librelpoline.a: $(RT_OBJS)
+	@mkdir -p $(dir $@)
+	rm -f $@ && $(AR) rcs $@ $^
+
+$(B)/bin/relpoline-cc: tools/relpoline-cc
+	@mkdir -p $(dir $@)
+	cp $< $@ && chmod +x $@
+
+$(B)/bin/relpoline-c++: $(B)/bin/relpoline-cc
+	ln -sf relpoline-cc $@
+
+$(B)/include/relpoline.h: include/relpoline.h
+	@mkdir -p $(dir $@)
+	cp $< $@
+
+$(B)/lib/pkgconfig/relpoline.pc: tools/relpoline.pc.in Makefile
+	@mkdir -p $(dir $@)
+	sed -e 's|@PREFIX@|$(abspath $(B))|' -e 's|@VERSION@|$(VERSION)|' $< > $@
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/include
+	install -m 755 tools/relpoline-cc $(DESTDIR)$(PREFIX)/bin/relpoline-cc
+	ln -sf relpoline-cc $(DESTDIR)$(PREFIX)/bin/relpoline-c++
+	install -m 644 $(B)/lib/librelpoline.so $(DESTDIR)$(PREFIX)/lib/librelpoline.so.0
+	ln -sf librelpoline.so.0 $(DESTDIR)$(PREFIX)/lib/librelpoline.so
+	install -m 644 $(B)/lib/librelpoline.a $(B)/lib/relpoline-module.o $(DESTDIR)$(PREFIX)/lib/
+	install -m 644 include/relpoline.h $(DESTDIR)$(PREFIX)/include/
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VERSION)|' tools/relpoline.pc.in \
+	    > $(DESTDIR)$(PREFIX)/lib/pkgconfig/relpoline.pc
+
+clean:
+	rm -rf $(B)
+
+.PHONY: all install clean check bench bench-quick bench-micro demo
+
+-include tests/tests.mk
+-include bench/micro/micro.mk
+-include bench/real/real.mk
+-include examples/demo.mk

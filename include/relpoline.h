@@ -1,0 +1,99 @@
+/*
+ * relpoline: run-time promotion of retpolined indirect calls.
+ *
+ * A program built with relpoline-cc calls __x86_indirect_thunk_<reg> for
+ * every indirect call; the runtime provides those thunks, learns which
+ * targets each call site really uses, and patches hot sites to direct
+ * compare-and-jump stubs while the program runs.  Nothing here needs to be
+ * called for that to happen: this header is for control and inspection.
+ *
+ * Every function is thread-safe.  Functions returning int return 0 on
+ * success and a negative errno value on failure.
+ */
+#ifndef RELPOLINE_H
+#define RELPOLINE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define RELPOLINE_VERSION_MAJOR 0
+#define RELPOLINE_VERSION_MINOR 1
+#define RELPOLINE_VERSION_PATCH 0
+
+/* "MAJOR.MINOR.PATCH" of the runtime actually loaded. */
+const char *relpoline_version(void);
+
+/*
+ * Disabling puts every call site back on its original thunk (the retpoline
+ * fallback) using the same safe patching protocol, and stops learning.
+ * Stubs already emitted are retired, never reused.  Enabling restarts
+ * learning from scratch.  Both are idempotent.
+ */
+int relpoline_disable(void);
+int relpoline_enable(void);
+
+/* Demote every promoted site and start learning again. */
+int relpoline_relearn(void);
+
+/*
+ * Run one learning/policy/patching epoch now, in the calling thread, and
+ * wait for it to finish.  The background worker does this by itself every
+ * RELPOLINE_EPOCH_MS; tests and benchmarks use it to be deterministic.
+ */
+int relpoline_epoch(void);
+
+/*
+ * Configuration.  NAME is a key of the configuration table without the
+ * RELPOLINE_ prefix, case-insensitive ("mode", "fallback", "epoch_ms", ...);
+ * VALUE uses the same syntax as the environment variable.  An unknown name
+ * gives -ENOENT, a bad value -EINVAL (the setting keeps its old value).
+ * relpoline_config_get writes at most LEN bytes, NUL-terminated.
+ */
+int relpoline_config_set(const char *name, const char *value);
+int relpoline_config_get(const char *name, char *buf, size_t len);
+
+struct relpoline_stats {
+	uint64_t size;              /* sizeof(struct relpoline_stats) of the caller */
+	uint64_t modules;           /* modules registered (with thunks) */
+	uint64_t sites_seen;        /* distinct verified call sites that reached the runtime */
+	uint64_t sites_call;        /* of which call rel32 */
+	uint64_t sites_tail;        /* of which jmp/jcc rel32 (tail sites) */
+	uint64_t sites_promoted;    /* currently on a stub */
+	uint64_t sites_pinned;      /* decided: left on the fallback (stub would not pay) */
+	uint64_t sites_rejected;    /* recorded but failed verification, never patched */
+	uint64_t stubs_emitted;     /* all versions, including retired ones */
+	uint64_t stub_targets;      /* targets in the stubs currently in use */
+	uint64_t stub_hist[17];     /* promoted sites by number of targets (index 16: 16+) */
+	uint64_t far_targets;       /* hot targets skipped: out of rel32 reach of the stub */
+	uint64_t relearns;          /* promoted sites demoted because their misses grew */
+	uint64_t records;           /* slow-path samples aggregated */
+	uint64_t records_dropped;   /* samples lost (table full or re-entered) */
+	uint64_t misses;            /* stub misses aggregated (promoted sites) */
+	uint64_t epochs;            /* policy epochs run */
+	uint64_t patch_passes;      /* passes that changed at least one byte */
+	uint64_t patch_passes_empty;/* passes that found nothing to change */
+	uint64_t sites_patched;     /* site rewrites (each is one instruction) */
+	uint64_t bytes_written;     /* code bytes written, INT3 steps included */
+	uint64_t protect_changes;   /* mprotect calls on code */
+	uint64_t membarriers;       /* membarrier(SYNC_CORE) calls */
+	uint64_t syscalls;          /* every syscall the patcher and arenas made */
+	uint64_t traps_emulated;    /* threads that hit an INT3 mid-patch */
+	uint64_t arena_bytes;       /* stub memory in use (all modules) */
+	uint64_t worker_ns;         /* time spent in epochs */
+	uint64_t first_promotion_ns;/* from runtime start to the first promotion */
+};
+
+/* Fill ST (ST->size must be set by the caller; fields beyond it are not written). */
+int relpoline_stats_get(struct relpoline_stats *st);
+
+/* Print the human-readable stats table to file descriptor FD. */
+int relpoline_stats_print(int fd);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
