@@ -1,0 +1,108 @@
+/*
+ * Private ABI between the per-module part (thunks.S, record.c,
+ * module_ctor.c: linked hidden into every module built with relpoline-cc)
+ * and the process-wide runtime (librelpoline).  Included from assembly too,
+ * so only #defines outside the !__ASSEMBLER__ block.
+ *
+ * Bump RP_ABI when anything here changes: a module built against another
+ * ABI is refused at registration (it keeps plain retpoline behaviour).
+ */
+#ifndef RELPOLINE_ABI_H
+#define RELPOLINE_ABI_H
+
+#define RP_ABI 1
+
+/*
+ * The slow-path frame.  Every entry into the slow path (thunk while
+ * learning, stub miss, tail-site learning entry) pushes one word (the site
+ * word) and then the same 15 general registers in the same order, so every
+ * exit restores from the same layout: the lesson of seed 002.  Indices are
+ * the word offsets from the frame base (lowest address = last push).
+ */
+#define RP_R15 0
+#define RP_R14 1
+#define RP_R13 2
+#define RP_R12 3
+#define RP_R11 4
+#define RP_R10 5
+#define RP_R9  6
+#define RP_R8  7
+#define RP_RDI 8
+#define RP_RSI 9
+#define RP_RBP 10
+#define RP_RBX 11
+#define RP_RDX 12
+#define RP_RCX 13
+#define RP_RAX 14
+#define RP_NREGS 15
+#define RP_FRAME_SITE 15   /* site word: -1 (thunk entry) or site - module base */
+#define RP_FRAME_RET  16   /* the word above: return address of a call site */
+
+/* Per-module flag byte, written by the runtime, read by the thunks. */
+#define RP_F_LEARN    1    /* record samples on the slow path */
+#define RP_F_INDIRECT 2    /* fallback is a plain jmp *reg, not a retpoline */
+
+/* Site word pushed by the thunk entry: the site is the return address - 5. */
+#define RP_SITE_FROM_RET (-1)
+
+#define RP_TTAB_SIZE 1024  /* entries per thread table (power of two) */
+#define RP_TTAB_PROBE 16
+
+#ifndef __ASSEMBLER__
+#include <stdint.h>
+
+struct rp_frame {
+	uint64_t gpr[RP_NREGS];
+	int64_t site_word;
+	uint64_t ret;
+};
+
+/* One sample bucket.  Only the owning thread writes; the worker reads. */
+struct rp_sample {
+	uint64_t site;     /* 0 = empty */
+	uint64_t target;
+	uint32_t count;
+	uint32_t meta;     /* RP_META_* */
+};
+#define RP_META_REG(m)    ((m) & 0xff)
+#define RP_META_FROM_RET  0x100   /* site inferred from a return address */
+
+/*
+ * Per-thread sample table.  Allocated by the thread itself on its first
+ * slow-path call (raw mmap, no libc), pushed on a lock-free list; the
+ * worker aggregates tables whose gen equals the current generation and
+ * frees the tables of threads that no longer exist.
+ */
+struct rp_ttab {
+	struct rp_ttab *next;      /* list link; written before publication, then by the worker only */
+	uint64_t gen;              /* generation the samples belong to (owner writes) */
+	uint32_t tid;
+	uint32_t busy;             /* re-entrancy guard: a signal handler in the middle of a record */
+	uint64_t dropped;          /* samples not stored */
+	struct rp_sample e[RP_TTAB_SIZE];
+};
+
+/* Process-wide shared words, defined in the runtime. */
+struct rp_shared {
+	uint64_t gen;              /* current sampling generation */
+	struct rp_ttab *head;      /* lock-free push of new thread tables */
+};
+
+/* What a module tells the runtime about itself. */
+struct rp_module_desc {
+	uint32_t abi;
+	uint32_t nregs;
+	const void *base;                    /* __ehdr_start: the reference for site words */
+	volatile uint8_t *flags;
+	const void *thunk[RP_NREGS];         /* __x86_indirect_thunk_<reg>, by frame index */
+	const void *slow[RP_NREGS];          /* slow-path entry: expects the site word pushed */
+	const void *plain[RP_NREGS];         /* fallback only, never records (pinned sites) */
+	void *rt;                            /* the runtime's handle, NULL until registered */
+};
+
+extern struct rp_shared relpoline__shared;
+extern __thread struct rp_ttab *relpoline__ttab __attribute__((tls_model("initial-exec")));
+void relpoline__register_module(struct rp_module_desc *d);
+void relpoline__unregister_module(struct rp_module_desc *d);
+#endif
+#endif

@@ -1,0 +1,181 @@
+/*
+ * The one configuration table.  Every setting is read from RELPOLINE_<NAME>
+ * at start and can be changed through relpoline_config_set(NAME, VALUE)
+ * with the same syntax.  A bad value is refused: from the environment with
+ * a warning that names the valid values, after which the default stays;
+ * from the API with -EINVAL.
+ */
+#include <ctype.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include "internal.h"
+
+struct rp_config rp_cfg;
+
+enum kind { K_ENUM, K_LONG, K_STATS };
+
+struct opt {
+	const char *name;
+	enum kind kind;
+	size_t off;
+	long def, min, max;
+	const char *const *names;   /* K_ENUM: value i is names[i] */
+	const char *help;
+};
+
+static const char *const mode_names[] = { "off", "on", NULL };
+static const char *const fallback_names[] = { "retpoline", "indirect", NULL };
+static const char *const write_names[] = { "auto", "mprotect", "procmem", NULL };
+static const char *const bool_names[] = { "0", "1", NULL };
+
+#define O(f) offsetof(struct rp_config, f)
+static const struct opt opts[] = {
+	{ "mode", K_ENUM, O(mode), RP_MODE_ON, 0, 1, mode_names,
+	  "off = plain retpolines, no learning, no patching" },
+	{ "fallback", K_ENUM, O(fallback), RP_FB_RETPOLINE, 0, 1, fallback_names,
+	  "what a miss or an unpromoted site runs" },
+	{ "stats", K_STATS, O(stats), 0, 0, 2, NULL,
+	  "0, 1 (table on stderr at exit) or json:PATH" },
+	{ "epoch_ms", K_LONG, O(epoch_ms), 10, 0, 60000, NULL,
+	  "worker period; 0 = no worker, only relpoline_epoch()" },
+	{ "promote_min", K_LONG, O(promote_min), 256, 1, 4000000000L, NULL,
+	  "samples a site needs before it is decided" },
+	{ "max_targets", K_LONG, O(max_targets), 16, 1, RP_MAX_TARGETS_LIMIT, NULL,
+	  "targets per stub" },
+	{ "min_coverage", K_LONG, O(min_coverage), 75, 1, 100, NULL,
+	  "percent of a site's calls its stub must cover, else it stays on the fallback" },
+	{ "min_share", K_LONG, O(min_share), 5, 0, 1000, NULL,
+	  "per mille of a site's calls a target needs to get a compare" },
+	{ "relearn_misses", K_LONG, O(relearn_misses), 1000, 1, 1L << 40, NULL,
+	  "misses in one epoch that make a promoted site relearn" },
+	{ "max_versions", K_LONG, O(max_versions), 8, 1, 1000, NULL,
+	  "stubs a site may get over its life (stubs are never reused)" },
+	{ "pin_epochs", K_LONG, O(pin_epochs), 500, 1, 1L << 30, NULL,
+	  "epochs a site stays on the fallback before it is learned again" },
+	{ "arena_kb", K_LONG, O(arena_kb), 4096, 64, 1 << 20, NULL,
+	  "stub memory per module, KiB" },
+	{ "write", K_ENUM, O(write_method), RP_WRITE_AUTO, 0, 2, write_names,
+	  "how code pages are written" },
+	{ "perf_map", K_ENUM, O(perf_map), 0, 0, 1, bool_names,
+	  "1 = describe stubs in /tmp/perf-PID.map" },
+	{ "verbose", K_ENUM, O(verbose), 0, 0, 1, bool_names,
+	  "1 = log decisions on stderr" },
+};
+#define NOPTS (sizeof(opts) / sizeof(opts[0]))
+
+static long *slot(const struct opt *o) { return (long *)((char *)&rp_cfg + o->off); }
+
+static const struct opt *find(const char *name)
+{
+	for (size_t i = 0; i < NOPTS; i++)
+		if (!strcasecmp(opts[i].name, name))
+			return &opts[i];
+	return NULL;
+}
+
+static void valid_values(const struct opt *o, char *buf, size_t len)
+{
+	if (o->kind == K_ENUM) {
+		size_t n = 0;
+		buf[0] = 0;
+		for (int i = 0; o->names[i]; i++)
+			n += snprintf(buf + n, n < len ? len - n : 0, "%s%s", i ? "|" : "", o->names[i]);
+	} else if (o->kind == K_STATS) {
+		snprintf(buf, len, "0|1|json:PATH");
+	} else {
+		snprintf(buf, len, "an integer from %ld to %ld", o->min, o->max);
+	}
+}
+
+static int parse(const struct opt *o, const char *v, long *out, char *path, size_t plen)
+{
+	if (o->kind == K_ENUM) {
+		for (int i = 0; o->names[i]; i++)
+			if (!strcasecmp(v, o->names[i])) {
+				*out = i;
+				return 0;
+			}
+		return -EINVAL;
+	}
+	if (o->kind == K_STATS) {
+		if (!strcmp(v, "0") || !strcmp(v, "")) { *out = 0; return 0; }
+		if (!strcmp(v, "1")) { *out = 1; return 0; }
+		if (!strncmp(v, "json:", 5) && v[5] && strlen(v + 5) < plen) {
+			snprintf(path, plen, "%s", v + 5);
+			*out = 2;
+			return 0;
+		}
+		return -EINVAL;
+	}
+	char *end;
+	errno = 0;
+	long x = strtol(v, &end, 10);
+	while (*end && isspace((unsigned char)*end))
+		end++;
+	if (errno || end == v || *end || x < o->min || x > o->max)
+		return -EINVAL;
+	*out = x;
+	return 0;
+}
+
+int rp_config_set(const char *name, const char *value, bool from_env)
+{
+	const struct opt *o = find(name);
+	if (!o)
+		return -ENOENT;
+	long x;
+	char path[sizeof(rp_cfg.stats_path)];
+	path[0] = 0;
+	int r = parse(o, value, &x, path, sizeof(path));
+	if (r) {
+		if (from_env) {
+			char vv[128], up[64];
+			valid_values(o, vv, sizeof(vv));
+			size_t i;
+			for (i = 0; o->name[i] && i < sizeof(up) - 1; i++)
+				up[i] = (char)toupper((unsigned char)o->name[i]);
+			up[i] = 0;
+			rp_warn("RELPOLINE_%s=%s is not valid (valid: %s); using the default", up, value, vv);
+		}
+		return r;
+	}
+	*slot(o) = x;
+	if (o->kind == K_STATS && x == 2)
+		memcpy(rp_cfg.stats_path, path, sizeof(path));
+	return 0;
+}
+
+void rp_config_load_env(void)
+{
+	for (size_t i = 0; i < NOPTS; i++)
+		*slot(&opts[i]) = opts[i].def;
+	for (size_t i = 0; i < NOPTS; i++) {
+		char env[64] = "RELPOLINE_";
+		size_t n = strlen(env);
+		for (const char *p = opts[i].name; *p && n < sizeof(env) - 1; p++)
+			env[n++] = (char)toupper((unsigned char)*p);
+		env[n] = 0;
+		const char *v = getenv(env);
+		if (v)
+			rp_config_set(opts[i].name, v, true);
+	}
+}
+
+int rp_config_get(const char *name, char *buf, size_t len)
+{
+	const struct opt *o = find(name);
+	if (!o)
+		return -ENOENT;
+	long x = *slot(o);
+	int n;
+	if (o->kind == K_ENUM)
+		n = snprintf(buf, len, "%s", o->names[x]);
+	else if (o->kind == K_STATS)
+		n = x == 2 ? snprintf(buf, len, "json:%s", rp_cfg.stats_path) : snprintf(buf, len, "%ld", x);
+	else
+		n = snprintf(buf, len, "%ld", x);
+	return n < 0 || (size_t)n >= len ? -ERANGE : 0;
+}

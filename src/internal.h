@@ -1,0 +1,153 @@
+/* Internal interfaces of the runtime (librelpoline).  Not installed. */
+#ifndef RELPOLINE_INTERNAL_H
+#define RELPOLINE_INTERNAL_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include "abi.h"
+#include "relpoline.h"
+
+#define RP_API __attribute__((visibility("default")))
+#define RP_MAX_TARGETS_LIMIT 32
+#define RP_ACC_MAX 64          /* distinct targets tracked per learning site */
+
+/* ---- configuration (config.c) ---- */
+enum { RP_MODE_OFF, RP_MODE_ON };
+enum { RP_FB_RETPOLINE, RP_FB_INDIRECT };
+enum { RP_WRITE_AUTO, RP_WRITE_MPROTECT, RP_WRITE_PROCMEM };
+
+struct rp_config {
+	long mode;
+	long fallback;
+	long stats;              /* 0 off, 1 table on stderr, 2 json */
+	char stats_path[512];
+	long epoch_ms;
+	long promote_min;
+	long max_targets;
+	long min_coverage;       /* percent */
+	long min_share;          /* per mille: a target below this share is not put in a stub */
+	long relearn_misses;
+	long max_versions;
+	long pin_epochs;
+	long arena_kb;
+	long write_method;
+	long perf_map;
+	long verbose;
+};
+extern struct rp_config rp_cfg;
+void rp_config_load_env(void);
+int rp_config_set(const char *name, const char *value, bool from_env);
+int rp_config_get(const char *name, char *buf, size_t len);
+
+/* ---- logging, stats (report.c) ---- */
+void rp_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void rp_debug(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+extern struct relpoline_stats rp_stats;   /* updated under rp_lock, traps atomically */
+#define RP_STAT_ADD(f, n) __atomic_fetch_add(&rp_stats.f, (n), __ATOMIC_RELAXED)
+void rp_report_at_exit(void);
+uint64_t rp_now_ns(void);
+
+/* ---- modules and sites (module.c) ---- */
+enum rp_site_kind { RP_SK_CALL, RP_SK_JMP, RP_SK_JCC };
+enum rp_site_state { RP_SS_LEARNING, RP_SS_PROMOTED, RP_SS_PINNED, RP_SS_REJECTED };
+
+struct rp_count { uint64_t target, count; };
+
+struct rp_arena {
+	uint8_t *rx, *rw;        /* two views of one memfd, or rx == rw (anonymous RWX) */
+	size_t size, used;
+	int fd;
+	bool failed;
+};
+
+struct rp_seg { uint64_t lo, hi; int prot; };
+
+struct rp_module {
+	struct rp_module_desc *desc;
+	char path[512];
+	uint64_t bias, base;
+	uint64_t text_lo, text_hi;  /* union of executable segments */
+	struct rp_seg seg[16];
+	int nseg;
+	bool alive, parsed, has_table;
+	uint64_t *table;            /* sorted thunk site addresses from the relocation list */
+	uint8_t *table_kind;        /* parallel: kind | reg << 4 */
+	size_t ntable;
+	uint64_t thunk[RP_NREGS], slow[RP_NREGS], plain[RP_NREGS];
+	struct rp_arena arena;
+	unsigned id;
+};
+
+struct rp_site {
+	uint64_t addr;
+	struct rp_module *mod;
+	uint8_t kind, reg, len, state;
+	uint8_t opcode[2];          /* bytes before the rel32 (e8 / e9 / 0f 8x) */
+	uint32_t versions;          /* stubs emitted for this site */
+	uint64_t cur;               /* where the rel32 points now */
+	uint64_t learn_entry;       /* tail sites: arena entry that pushes the site word */
+	uint64_t stub;              /* current stub when promoted */
+	uint32_t ntargets;
+	uint64_t targets[RP_MAX_TARGETS_LIMIT];
+	uint64_t rate;              /* samples per epoch while learning */
+	uint64_t weakest;           /* expected samples per epoch of the weakest stub target */
+	uint32_t epochs;            /* in the current state */
+	uint32_t nacc;
+	uint64_t acc_total;
+	struct rp_count *acc;       /* learning samples or (promoted) misses, NULL when idle */
+	uint64_t epoch_samples;
+	bool touched;
+};
+
+extern pthread_mutex_t rp_lock;
+extern bool rp_enabled;         /* learning and promotion wanted (mode on, not disabled) */
+extern bool rp_can_patch;       /* the patcher works in this process */
+
+struct rp_module *rp_module_of(uint64_t addr);
+void rp_modules_parse_new(void);
+struct rp_site *rp_site_lookup(uint64_t addr);
+struct rp_site *rp_site_validate(uint64_t addr, uint32_t meta);
+void rp_sites_foreach(void (*fn)(struct rp_site *, void *), void *arg);
+void rp_module_set_flags(uint8_t flags);
+bool rp_addr_in_text(uint64_t addr);  /* lock-free: for the SIGTRAP handler */
+uint64_t rp_site_desired(const struct rp_site *s);
+
+/* ---- learning (learn.c) ---- */
+typedef void (*rp_sample_fn)(uint64_t site, uint64_t target, uint32_t meta, uint64_t count, void *arg);
+void rp_learn_aggregate(rp_sample_fn fn, void *arg);
+void rp_learn_reset_thread(void);
+
+/* ---- policy (policy.c) ---- */
+void rp_policy_epoch(void);
+void rp_policy_demote_all(void);
+int rp_policy_sync(void);
+void rp_policy_recount(void);
+
+/* ---- stubs (stub.c) ---- */
+uint64_t rp_stub_emit(struct rp_module *m, struct rp_site *s, const uint64_t *targets,
+		      unsigned n, unsigned *used);
+uint64_t rp_entry_emit(struct rp_module *m, struct rp_site *s);
+void rp_arena_release(struct rp_module *m);
+
+/* ---- patching (patch.c) ---- */
+struct rp_patch {
+	uint64_t addr;
+	uint8_t len, kind;
+	uint8_t old[8], new[8];
+	uint8_t status;          /* RP_PATCH_*, set by rp_patch_apply */
+	struct rp_site *site;
+};
+enum { RP_PATCH_PENDING, RP_PATCH_DONE, RP_PATCH_ALREADY, RP_PATCH_REFUSED };
+int rp_patch_init(void);
+int rp_patch_apply(struct rp_patch *p, size_t n);
+bool rp_text_writable_fallback(void);
+
+/* ---- runtime (runtime.c) ---- */
+void rp_init(void);
+int rp_epoch_locked(void);
+extern uint64_t rp_start_ns;
+extern bool rp_exiting;
+
+#endif

@@ -1,0 +1,286 @@
+/*
+ * Policy: once per epoch, under rp_lock.
+ *
+ *   learning --(>= promote_min samples, top targets cover >= min_coverage)--> promoted
+ *   learning --(>= promote_min samples, coverage too low: a stub would not pay)--> pinned
+ *   promoted --(misses >= relearn_misses in an epoch and one missed target is
+ *               hotter than twice the weakest target in the stub)--> learning
+ *   pinned   --(pin_epochs later)--> learning
+ *
+ * A stub holds up to max_targets targets in decreasing order of samples,
+ * each with at least min_share per mille of the site's samples.  Every
+ * site's state maps to one place its rel32 should point to
+ * (rp_site_desired); sync() patches the sites where that differs from
+ * where it points now, in one batch.  A pass with nothing to change makes
+ * no syscall (patch.c).
+ */
+#include <stdlib.h>
+#include <string.h>
+#include "internal.h"
+
+static uint64_t epoch_no;
+
+struct touched { struct rp_site **v; size_t n, cap; };
+
+static void acc_add(struct rp_site *s, uint64_t target, uint64_t count)
+{
+	s->acc_total += count;
+	s->epoch_samples += count;
+	if (!s->acc && !(s->acc = calloc(RP_ACC_MAX, sizeof(*s->acc))))
+		return;
+	for (uint32_t i = 0; i < s->nacc; i++)
+		if (s->acc[i].target == target) {
+			s->acc[i].count += count;
+			return;
+		}
+	if (s->nacc < RP_ACC_MAX)
+		s->acc[s->nacc++] = (struct rp_count){ target, count };
+}
+
+static void acc_reset(struct rp_site *s)
+{
+	free(s->acc);
+	s->acc = NULL;
+	s->nacc = 0;
+	s->acc_total = 0;
+}
+
+static void on_sample(uint64_t addr, uint64_t target, uint32_t meta, uint64_t count, void *arg)
+{
+	struct touched *t = arg;
+	rp_stats.records += count;
+	struct rp_site *s = rp_site_lookup(addr);
+	if (!s) {
+		/* Entries and stubs exist only for known sites: only a return address can be new. */
+		if (!(meta & RP_META_FROM_RET) || !(s = rp_site_validate(addr, meta)))
+			return;
+		s->epochs = 0;
+	}
+	switch (s->state) {
+	case RP_SS_REJECTED:
+	case RP_SS_PINNED:
+		return;
+	case RP_SS_PROMOTED:
+		if (meta & RP_META_FROM_RET)
+			return;   /* not from this site's stub (a tail call's return address) */
+		rp_stats.misses += count;
+		break;
+	default:
+		break;
+	}
+	acc_add(s, target, count);
+	if (!s->touched) {
+		if (t->n == t->cap) {
+			size_t nc = t->cap ? t->cap * 2 : 256;
+			struct rp_site **nv = realloc(t->v, nc * sizeof(*nv));
+			if (!nv)
+				return;
+			t->v = nv;
+			t->cap = nc;
+		}
+		s->touched = true;
+		t->v[t->n++] = s;
+	}
+}
+
+static int by_count(const void *a, const void *b)
+{
+	const struct rp_count *x = a, *y = b;
+	return x->count < y->count ? 1 : x->count > y->count ? -1 : 0;
+}
+
+static void to_learning(struct rp_site *s)
+{
+	acc_reset(s);
+	s->state = RP_SS_LEARNING;
+	s->epochs = 0;
+}
+
+static void decide_learning(struct rp_site *s)
+{
+	if (s->acc_total < (uint64_t)rp_cfg.promote_min || !s->acc)
+		return;
+	qsort(s->acc, s->nacc, sizeof(*s->acc), by_count);
+	uint64_t total = s->acc_total, cum = 0;
+	uint64_t targets[RP_MAX_TARGETS_LIMIT];
+	unsigned k = 0;
+	for (uint32_t i = 0; i < s->nacc && k < (unsigned)rp_cfg.max_targets; i++) {
+		if (s->acc[i].count * 1000 < total * (uint64_t)rp_cfg.min_share)
+			break;
+		targets[k++] = s->acc[i].target;
+		cum += s->acc[i].count;
+	}
+	uint64_t rate = total / (s->epochs + 1);
+	bool pays = k && cum * 100 >= total * (uint64_t)rp_cfg.min_coverage;
+	unsigned used = 0;
+	uint64_t stub = 0;
+	if (pays && s->versions < (uint32_t)rp_cfg.max_versions)
+		stub = rp_stub_emit(s->mod, s, targets, k, &used);
+	if (stub) {
+		s->versions++;
+		s->stub = stub;
+		s->ntargets = used;
+		memcpy(s->targets, targets, used * sizeof(targets[0]));
+		s->rate = rate ? rate : 1;
+		s->weakest = s->acc[used - 1].count / (s->epochs + 1);
+		s->state = RP_SS_PROMOTED;
+		rp_debug("site %#lx: promoted with %u targets (%lu%% of %lu samples)",
+			 (unsigned long)s->addr, used, (unsigned long)(cum * 100 / total),
+			 (unsigned long)total);
+	} else {
+		s->state = RP_SS_PINNED;
+		rp_debug("site %#lx: left on the fallback (%u targets cover %lu%%)",
+			 (unsigned long)s->addr, k, (unsigned long)(total ? cum * 100 / total : 0));
+	}
+	acc_reset(s);
+	s->epochs = 0;
+}
+
+static void decide_promoted(struct rp_site *s)
+{
+	if (s->acc && s->acc_total >= (uint64_t)rp_cfg.relearn_misses &&
+	    s->versions < (uint32_t)rp_cfg.max_versions) {
+		uint64_t top = 0;
+		for (uint32_t i = 0; i < s->nacc; i++)
+			if (s->acc[i].count > top)
+				top = s->acc[i].count;
+		if (top >= 2 * s->weakest) {
+			rp_debug("site %#lx: %lu misses, relearning", (unsigned long)s->addr,
+				 (unsigned long)s->acc_total);
+			rp_stats.relearns++;
+			to_learning(s);
+			return;
+		}
+	}
+	acc_reset(s);   /* misses are judged per epoch */
+}
+
+static void age(struct rp_site *s, void *arg)
+{
+	(void)arg;
+	s->epochs++;
+	if (s->state == RP_SS_PINNED && s->epochs >= (uint32_t)rp_cfg.pin_epochs)
+		to_learning(s);
+}
+
+/* ---- the sync pass ---- */
+
+struct plan { struct rp_patch *p; size_t n, cap; };
+
+static void encode(const struct rp_site *s, uint64_t target, uint8_t *out)
+{
+	memcpy(out, s->opcode, s->len - 4u);
+	int32_t rel = (int32_t)(int64_t)(target - (s->addr + s->len));
+	memcpy(out + s->len - 4, &rel, 4);
+}
+
+static void plan_site(struct rp_site *s, void *arg)
+{
+	struct plan *pl = arg;
+	if (s->state == RP_SS_REJECTED || !s->mod->alive)
+		return;
+	if (rp_enabled && rp_can_patch && s->state == RP_SS_LEARNING && s->kind != RP_SK_CALL &&
+	    !s->learn_entry && s->mod->has_table)
+		s->learn_entry = rp_entry_emit(s->mod, s);
+	uint64_t want = rp_site_desired(s);
+	if (want == s->cur)
+		return;
+	if (pl->n == pl->cap) {
+		size_t nc = pl->cap ? pl->cap * 2 : 64;
+		struct rp_patch *np = realloc(pl->p, nc * sizeof(*np));
+		if (!np)
+			return;
+		pl->p = np;
+		pl->cap = nc;
+	}
+	struct rp_patch *p = &pl->p[pl->n++];
+	memset(p, 0, sizeof(*p));
+	p->addr = s->addr;
+	p->len = s->len;
+	p->kind = s->kind;
+	p->site = s;
+	encode(s, s->cur, p->old);
+	encode(s, want, p->new);
+}
+
+static void count_site(struct rp_site *s, void *arg)
+{
+	(void)arg;
+	if (s->state == RP_SS_PROMOTED && s->cur == s->stub) {
+		rp_stats.sites_promoted++;
+		rp_stats.stub_targets += s->ntargets;
+		rp_stats.stub_hist[s->ntargets > 16 ? 16 : s->ntargets]++;
+	} else if (s->state == RP_SS_PINNED) {
+		rp_stats.sites_pinned++;
+	}
+}
+
+void rp_policy_recount(void)
+{
+	rp_stats.sites_promoted = rp_stats.sites_pinned = rp_stats.stub_targets = 0;
+	memset(rp_stats.stub_hist, 0, sizeof(rp_stats.stub_hist));
+	rp_sites_foreach(count_site, NULL);
+}
+
+int rp_policy_sync(void)
+{
+	struct plan pl = { 0 };
+	rp_sites_foreach(plan_site, &pl);
+	int r = pl.n ? rp_patch_apply(pl.p, pl.n) : 0;
+	if (r < 0) {
+		rp_warn("patching code failed (%s): running with plain retpolines", strerror(-r));
+		rp_can_patch = false;
+		rp_module_set_flags(rp_cfg.fallback == RP_FB_INDIRECT ? RP_F_INDIRECT : 0);
+	} else if (!pl.n) {
+		rp_stats.patch_passes_empty++;
+	}
+	for (size_t i = 0; r >= 0 && i < pl.n; i++) {
+		struct rp_patch *p = &pl.p[i];
+		struct rp_site *s = p->site;
+		if (p->status == RP_PATCH_DONE || p->status == RP_PATCH_ALREADY) {
+			s->cur = rp_site_desired(s);
+			if (s->state == RP_SS_PROMOTED && !rp_stats.first_promotion_ns)
+				rp_stats.first_promotion_ns = rp_now_ns() - rp_start_ns;
+		} else if (p->status == RP_PATCH_REFUSED) {
+			s->state = RP_SS_REJECTED;
+			rp_stats.sites_rejected++;
+		}
+	}
+	free(pl.p);
+	rp_policy_recount();
+	return r;
+}
+
+void rp_policy_epoch(void)
+{
+	struct touched t = { 0 };
+	epoch_no++;
+	rp_learn_aggregate(on_sample, &t);
+	rp_sites_foreach(age, NULL);
+	for (size_t i = 0; i < t.n; i++) {
+		struct rp_site *s = t.v[i];
+		s->touched = false;
+		if (!rp_enabled || !rp_can_patch) {
+			acc_reset(s);
+			continue;
+		}
+		if (s->state == RP_SS_LEARNING)
+			decide_learning(s);
+		else if (s->state == RP_SS_PROMOTED)
+			decide_promoted(s);
+	}
+	free(t.v);
+	rp_policy_sync();
+}
+
+static void demote(struct rp_site *s, void *arg)
+{
+	(void)arg;
+	if (s->state == RP_SS_PROMOTED || s->state == RP_SS_PINNED || s->state == RP_SS_LEARNING)
+		to_learning(s);
+}
+
+void rp_policy_demote_all(void)
+{
+	rp_sites_foreach(demote, NULL);
+}

@@ -1,0 +1,108 @@
+/*
+ * The learning recorder: runs on the application thread inside an indirect
+ * call, between SAVE and RESTORE of the slow-path frame (thunks.S).
+ *
+ * Constraints (why this file is special):
+ *  - compiled with -mgeneral-regs-only: the call in flight may carry
+ *    arguments in xmm/ymm/zmm0-7, and nothing here can touch them;
+ *  - calls no libc function (libc's memset & co use vector registers and
+ *    may not be async-signal-safe): the one allocation is a raw mmap;
+ *  - takes no lock: a thread writes only its own table;
+ *  - re-entrant: a signal handler may make an indirect call while this
+ *    thread is in the middle of a record; the busy flag drops that sample.
+ * Learning is statistical: a lost or misattributed sample never affects
+ * correctness, because a stub compares the live target register.
+ */
+#include <stddef.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include "abi.h"
+
+extern const char __ehdr_start[] __attribute__((visibility("hidden")));
+
+static long raw_syscall6(long n, long a, long b, long c, long d, long e, long f)
+{
+	long ret;
+	register long r10 __asm__("r10") = d;
+	register long r8 __asm__("r8") = e;
+	register long r9 __asm__("r9") = f;
+	__asm__ volatile("syscall" : "=a"(ret)
+			 : "a"(n), "D"(a), "S"(b), "d"(c), "r"(r10), "r"(r8), "r"(r9)
+			 : "rcx", "r11", "memory");
+	return ret;
+}
+
+static struct rp_ttab *ttab_new(void)
+{
+	long p = raw_syscall6(SYS_mmap, 0, sizeof(struct rp_ttab), PROT_READ | PROT_WRITE,
+			      MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (p < 0 && p > -4096)
+		return NULL;
+	struct rp_ttab *t = (struct rp_ttab *)p;
+	t->tid = (uint32_t)raw_syscall6(SYS_gettid, 0, 0, 0, 0, 0, 0);
+	t->gen = __atomic_load_n(&relpoline__shared.gen, __ATOMIC_RELAXED);
+	struct rp_ttab *old = __atomic_load_n(&relpoline__shared.head, __ATOMIC_RELAXED);
+	do {
+		t->next = old;
+	} while (!__atomic_compare_exchange_n(&relpoline__shared.head, &old, t, 1,
+					      __ATOMIC_RELEASE, __ATOMIC_RELAXED));
+	relpoline__ttab = t;
+	return t;
+}
+
+__attribute__((visibility("hidden"), used))
+void __relpoline_record(struct rp_frame *f, unsigned idx)
+{
+	struct rp_ttab *t = relpoline__ttab;
+	if (__builtin_expect(t == NULL, 0)) {
+		t = ttab_new();
+		if (!t)
+			return;
+	}
+	if (t->busy) {
+		t->dropped++;
+		return;
+	}
+	t->busy = 1;
+	__asm__ volatile("" ::: "memory");
+
+	uint64_t g = __atomic_load_n(&relpoline__shared.gen, __ATOMIC_RELAXED);
+	if (t->gen != g) {
+		/* The worker has aggregated the old generation: start afresh. */
+		for (unsigned i = 0; i < RP_TTAB_SIZE; i++)
+			__atomic_store_n(&t->e[i].site, 0, __ATOMIC_RELAXED);
+		__atomic_store_n(&t->gen, g, __ATOMIC_RELEASE);
+	}
+
+	uint64_t site, target = f->gpr[idx];
+	uint32_t meta = idx;
+	if (f->site_word == RP_SITE_FROM_RET) {
+		site = f->ret - 5;
+		meta |= RP_META_FROM_RET;
+	} else {
+		site = (uint64_t)(uintptr_t)__ehdr_start + (uint32_t)f->site_word;
+	}
+
+	uint64_t h = (site ^ (target * 0x9e3779b97f4a7c15ull)) * 0xff51afd7ed558ccdull;
+	unsigned i = (unsigned)(h >> 54) & (RP_TTAB_SIZE - 1);
+	for (unsigned n = 0; n < RP_TTAB_PROBE; n++, i = (i + 1) & (RP_TTAB_SIZE - 1)) {
+		struct rp_sample *e = &t->e[i];
+		uint64_t s = __atomic_load_n(&e->site, __ATOMIC_RELAXED);
+		if (s == site && e->target == target && e->meta == meta) {
+			__atomic_store_n(&e->count, e->count + 1, __ATOMIC_RELAXED);
+			goto out;
+		}
+		if (s == 0) {
+			/* Fill the bucket, then publish its key: the worker reads site first. */
+			e->target = target;
+			e->meta = meta;
+			__atomic_store_n(&e->count, 1, __ATOMIC_RELAXED);
+			__atomic_store_n(&e->site, site, __ATOMIC_RELEASE);
+			goto out;
+		}
+	}
+	t->dropped++;
+out:
+	__asm__ volatile("" ::: "memory");
+	t->busy = 0;
+}

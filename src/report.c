@@ -1,0 +1,137 @@
+/*
+ * Reporting: warnings, the stats table (RELPOLINE_STATS=1, or
+ * relpoline_stats_print) and the JSON file (RELPOLINE_STATS=json:PATH).
+ * Hits on a stub are not counted: counting them would put a memory
+ * increment on the path whose whole point is to cost a compare.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+#include "internal.h"
+
+struct relpoline_stats rp_stats = { .size = sizeof(struct relpoline_stats) };
+
+static void vlog(const char *kind, const char *fmt, va_list ap)
+{
+	char buf[512];
+	int n = snprintf(buf, sizeof(buf), "relpoline: %s", kind);
+	n += vsnprintf(buf + n, sizeof(buf) - (size_t)n - 1, fmt, ap);
+	if (n > (int)sizeof(buf) - 2)
+		n = (int)sizeof(buf) - 2;
+	buf[n++] = '\n';
+	ssize_t w = write(2, buf, (size_t)n);
+	(void)w;
+}
+
+void rp_warn(const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vlog("warning: ", fmt, ap);
+	va_end(ap);
+}
+
+void rp_debug(const char *fmt, ...)
+{
+	if (!rp_cfg.verbose)
+		return;
+	va_list ap;
+	va_start(ap, fmt);
+	vlog("", fmt, ap);
+	va_end(ap);
+}
+
+#define FIELDS(X) \
+	X(modules, "modules with thunks") \
+	X(sites_seen, "sites seen (verified)") \
+	X(sites_call, "  call sites") \
+	X(sites_tail, "  tail sites (jmp/jcc)") \
+	X(sites_promoted, "sites promoted (on a stub)") \
+	X(sites_pinned, "sites left on the fallback") \
+	X(sites_rejected, "sites rejected (not verifiable)") \
+	X(stubs_emitted, "stubs emitted (all versions)") \
+	X(stub_targets, "targets in stubs in use") \
+	X(far_targets, "hot targets out of reach") \
+	X(relearns, "relearns (misses grew)") \
+	X(records, "slow-path samples") \
+	X(records_dropped, "samples dropped") \
+	X(misses, "stub misses") \
+	X(epochs, "epochs") \
+	X(patch_passes, "patch passes (bytes changed)") \
+	X(patch_passes_empty, "passes with nothing to change") \
+	X(sites_patched, "site rewrites") \
+	X(bytes_written, "code bytes written") \
+	X(protect_changes, "protection changes (mprotect)") \
+	X(membarriers, "membarriers") \
+	X(syscalls, "syscalls (patcher, arenas)") \
+	X(traps_emulated, "INT3 traps handled") \
+	X(arena_bytes, "stub memory, bytes")
+
+static int format_table(const struct relpoline_stats *s, char *buf, size_t len)
+{
+	size_t n = 0;
+#define P(...) n += (size_t)snprintf(buf + n, n < len ? len - n : 0, __VA_ARGS__)
+	P("relpoline %s stats (pid %d)\n", relpoline_version(), (int)getpid());
+#define ROW(f, label) P("  %-34s %14llu\n", label, (unsigned long long)s->f);
+	FIELDS(ROW)
+	P("  %-34s %14s\n", "stub hits", "not counted");
+	P("  %-34s %14.3f\n", "time in epochs, ms", (double)s->worker_ns / 1e6);
+	if (s->first_promotion_ns)
+		P("  %-34s %14.3f\n", "first promotion after start, ms", (double)s->first_promotion_ns / 1e6);
+	P("  %-34s", "promoted sites by targets");
+	for (int i = 1; i <= 16; i++)
+		if (s->stub_hist[i])
+			P(" %d%s:%llu", i, i == 16 ? "+" : "", (unsigned long long)s->stub_hist[i]);
+	P("\n");
+	if (s->stub_targets)
+		P("  %-34s %14.1f\n", "stub bytes per promoted target",
+		  (double)s->arena_bytes / (double)s->stub_targets);
+	return (int)n;
+#undef ROW
+#undef P
+}
+
+RP_API int relpoline_stats_print(int fd)
+{
+	struct relpoline_stats s = { .size = sizeof(s) };
+	relpoline_stats_get(&s);
+	char buf[4096];
+	int n = format_table(&s, buf, sizeof(buf));
+	if (n > (int)sizeof(buf))
+		n = (int)sizeof(buf);
+	return write(fd, buf, (size_t)n) == n ? 0 : -errno;
+}
+
+static void write_json(const struct relpoline_stats *s, const char *path)
+{
+	FILE *f = fopen(path, "w");
+	if (!f) {
+		rp_warn("cannot write stats to %s: %s", path, strerror(errno));
+		return;
+	}
+	fprintf(f, "{\"version\": \"%s\", \"pid\": %d", relpoline_version(), (int)getpid());
+#define J(fld, label) fprintf(f, ", \"%s\": %llu", #fld, (unsigned long long)s->fld);
+	FIELDS(J)
+#undef J
+	fprintf(f, ", \"worker_ns\": %llu, \"first_promotion_ns\": %llu, \"stub_hist\": [",
+		(unsigned long long)s->worker_ns, (unsigned long long)s->first_promotion_ns);
+	for (int i = 0; i <= 16; i++)
+		fprintf(f, "%s%llu", i ? ", " : "", (unsigned long long)s->stub_hist[i]);
+	fprintf(f, "]}\n");
+	fclose(f);
+}
+
+void rp_report_at_exit(void)
+{
+	if (!rp_cfg.stats)
+		return;
+	struct relpoline_stats s = { .size = sizeof(s) };
+	relpoline_stats_get(&s);
+	if (rp_cfg.stats == 2)
+		write_json(&s, rp_cfg.stats_path);
+	else
+		relpoline_stats_print(2);
+}
