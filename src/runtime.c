@@ -14,7 +14,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#if __has_include(<valgrind/valgrind.h>)
 #include <valgrind/valgrind.h>
+#else
+#define RUNNING_ON_VALGRIND 0
+#endif
 #include "internal.h"
 
 pthread_mutex_t rp_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -75,6 +79,9 @@ static void *worker_main(void *arg)
 	sigfillset(&all);
 	pthread_sigmask(SIG_BLOCK, &all, NULL);
 	pthread_mutex_lock(&rp_lock);
+	/* First epoch at once: reads the relocation lists, so tail sites learn early. */
+	if (!rp_exiting && rp_enabled)
+		rp_epoch_locked();
 	while (!rp_exiting && rp_enabled && rp_cfg.epoch_ms > 0) {
 		struct timespec ts;
 		clock_gettime(CLOCK_MONOTONIC, &ts);

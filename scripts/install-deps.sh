@@ -1,0 +1,18 @@
+#!/bin/sh
+# Install what relpoline needs to build, test and benchmark, from Debian's
+# packages.  Idempotent: does nothing when everything is already there.
+set -e
+pkgs="build-essential clang libelf-dev libcapstone-dev pkg-config valgrind python3 binutils"
+case "${1:-}" in
+bench) pkgs="$pkgs gnuplot-nox" ;;
+esac
+missing=
+for p in $pkgs; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
+done
+[ -z "$missing" ] && exit 0
+echo "installing:$missing"
+SUDO=
+[ "$(id -u)" -ne 0 ] && SUDO=sudo
+$SUDO apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends $missing >/dev/null
