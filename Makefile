@@ -33,7 +33,7 @@ LIBS := -lelf -lpthread
 
 all: $(B)/lib/librelpoline.so $(B)/lib/librelpoline.a $(B)/lib/relpoline-module.o \
      $(B)/bin/relpoline-cc $(B)/bin/relpoline-c++ $(B)/include/relpoline.h \
-     $(B)/lib/pkgconfig/relpoline.pc
+     $(B)/lib/pkgconfig/relpoline.pc $(B)/bin/relpoline-stubs
 
 $(B)/obj/%.o: src/%.c $(HDRS)
 	@mkdir -p $(dir $@)
@@ -65,6 +65,10 @@ $(B)/bin/relpoline-cc: tools/relpoline-cc
 	@mkdir -p $(dir $@)
 	cp $< $@ && chmod +x $@
 
+$(B)/bin/relpoline-stubs: tools/relpoline-stubs.c
+	@mkdir -p $(dir $@)
+	$(CC) -std=gnu11 -O2 -Wall -Wextra $< -o $@ -lcapstone
+
 $(B)/bin/relpoline-c++: $(B)/bin/relpoline-cc
 	ln -sf relpoline-cc $@
 
@@ -79,6 +83,7 @@ $(B)/lib/pkgconfig/relpoline.pc: tools/relpoline.pc.in Makefile
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/include
 	install -m 755 tools/relpoline-cc $(DESTDIR)$(PREFIX)/bin/relpoline-cc
+	install -m 755 $(B)/bin/relpoline-stubs $(DESTDIR)$(PREFIX)/bin/relpoline-stubs
 	ln -sf relpoline-cc $(DESTDIR)$(PREFIX)/bin/relpoline-c++
 	install -m 644 $(B)/lib/librelpoline.so $(DESTDIR)$(PREFIX)/lib/librelpoline.so.0
 	ln -sf librelpoline.so.0 $(DESTDIR)$(PREFIX)/lib/librelpoline.so

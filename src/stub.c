@@ -15,7 +15,7 @@
  * bounded (docs/design.md).
  *
  * Layout of one stub, 16-byte aligned, for a site whose target is in %R:
- *     header   "RPLS" u32 size, u64 site      (signature, not executed)
+ *     header   "RPLS", u16 code bytes, u16 targets, u64 site   (signature, not executed)
  *     entry:   cmp slot0(%rip),%R ; je t0      7 + 6 bytes per target
  *              cmp slot1(%rip),%R ; je t1
  *              ...
@@ -183,11 +183,12 @@ static uint8_t *arena_alloc(struct rp_module *m, size_t n, uint64_t *rx)
 
 static void put32(uint8_t *p, int64_t v) { int32_t x = (int32_t)v; memcpy(p, &x, 4); }
 
-static void header(uint8_t *w, uint32_t size, uint64_t site)
+static void header(uint8_t *w, uint16_t code, uint16_t targets, uint64_t site)
 {
 	uint32_t magic = STUB_MAGIC;
 	memcpy(w, &magic, 4);
-	memcpy(w + 4, &size, 4);
+	memcpy(w + 4, &code, 2);
+	memcpy(w + 6, &targets, 2);
 	memcpy(w + 8, &site, 8);
 }
 
@@ -221,7 +222,7 @@ uint64_t rp_entry_emit(struct rp_module *m, struct rp_site *s)
 	uint8_t *w = arena_alloc(m, 16 + 10, &rx);
 	if (!w)
 		return 0;
-	header(w, 10, s->addr);
+	header(w, 10, 0, s->addr);
 	emit_miss(w + 16, rx + 16, m, s);
 	if (!reach(s->addr + s->len, rx + 16))
 		return 0;
@@ -274,7 +275,7 @@ uint64_t rp_stub_emit(struct rp_module *m, struct rp_site *s, const uint64_t *ta
 		x += 13;
 	}
 	emit_miss(c, x, m, s);
-	header(w, (uint32_t)(total - 16), s->addr);
+	header(w, (uint16_t)code, (uint16_t)k, s->addr);
 	*used = k;
 	rp_stats.stubs_emitted++;
 	perf_map(entry, total - 16, "stub", s->addr);
