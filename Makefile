@@ -17,8 +17,10 @@ RT_CFLAGS  := $(BASE) $(SAN_CFLAGS)
 # The per-module part runs inside the application's indirect calls: it must
 # not touch vector registers (argument registers of the call in flight) and
 # must not call libc.  -mgeneral-regs-only guarantees the first by construction.
-MOD_CFLAGS := $(BASE) -mgeneral-regs-only -fno-stack-protector -fno-builtin \
-              -fno-tree-loop-distribute-patterns -fcf-protection=none -fno-sanitize=all
+NO_IDIOMS  := $(shell $(CC) -fno-tree-loop-distribute-patterns -E -x c /dev/null >/dev/null 2>&1 \
+                && echo -fno-tree-loop-distribute-patterns)
+MOD_CFLAGS := $(BASE) -mgeneral-regs-only -fno-stack-protector -fno-builtin $(NO_IDIOMS) \
+              -fcf-protection=none -fno-sanitize=all
 
 RT_SRCS  := src/config.c src/runtime.c src/learn.c src/policy.c src/stub.c \
             src/patch.c src/module.c src/report.c
@@ -47,9 +49,14 @@ $(B)/obj/mod/thunks.o: src/thunks.S src/abi.h
 	@mkdir -p $(dir $@)
 	$(CC) -Isrc -c $< -o $@
 
+# The module object may reference nothing but the runtime's private ABI:
+# a libc call from the recorder could clobber the call's vector arguments.
 $(B)/lib/relpoline-module.o: $(MOD_OBJS)
 	@mkdir -p $(dir $@)
-	$(LD) -r $^ -o $@
+	$(LD) -r $^ -o $@.tmp
+	@bad=$$(nm -u $@.tmp | awk '{print $$2}' | grep -v -e '^relpoline__' -e '^_GLOBAL_OFFSET_TABLE_$$'); \
+	 if [ -n "$$bad" ]; then echo "relpoline-module.o must not call: $$bad" >&2; rm -f $@.tmp; exit 1; fi
+	mv $@.tmp $@
 
 $(B)/lib/librelpoline.so: $(RT_OBJS) src/relpoline.map
 	@mkdir -p $(dir $@)
