@@ -10,7 +10,7 @@
 #ifndef RELPOLINE_ABI_H
 #define RELPOLINE_ABI_H
 
-#define RP_ABI 1
+#define RP_ABI 2
 
 /*
  * The slow-path frame.  Every entry into the slow path (thunk while
@@ -96,7 +96,8 @@ struct rp_module_desc {
 	volatile uint8_t *flags;
 	const void *thunk[RP_NREGS];         /* __x86_indirect_thunk_<reg>, by frame index */
 	const void *slow[RP_NREGS];          /* slow-path entry: expects the site word pushed */
-	const void *plain[RP_NREGS];         /* fallback only, never records (pinned sites) */
+	const void *plain[RP_NREGS];         /* retpoline only, never records (pinned sites) */
+	const void *indirect[RP_NREGS];      /* jmp *reg only (pinned sites, FALLBACK=indirect) */
 	void *rt;                            /* the runtime's handle, NULL until registered */
 };
 

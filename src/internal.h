@@ -75,7 +75,7 @@ struct rp_module {
 	uint64_t *table;            /* sorted thunk site addresses from the relocation list */
 	uint8_t *table_kind;        /* parallel: kind | reg << 4 */
 	size_t ntable;
-	uint64_t thunk[RP_NREGS], slow[RP_NREGS], plain[RP_NREGS];
+	uint64_t thunk[RP_NREGS], slow[RP_NREGS], plain[RP_NREGS], indirect[RP_NREGS];
 	struct rp_arena arena;
 	unsigned id;
 };

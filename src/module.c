@@ -192,6 +192,7 @@ RP_API void relpoline__register_module(struct rp_module_desc *d)
 		m->thunk[i] = (uint64_t)(uintptr_t)d->thunk[i];
 		m->slow[i] = (uint64_t)(uintptr_t)d->slow[i];
 		m->plain[i] = (uint64_t)(uintptr_t)d->plain[i];
+		m->indirect[i] = (uint64_t)(uintptr_t)d->indirect[i];
 	}
 	m->arena.fd = -1;
 	/* Outside rp_lock: dl_iterate_phdr takes the loader's list lock. */
@@ -445,7 +446,7 @@ uint64_t rp_site_desired(const struct rp_site *s)
 	case RP_SS_PROMOTED:
 		return s->stub;
 	case RP_SS_PINNED:
-		return m->plain[s->reg];
+		return rp_cfg.fallback == RP_FB_INDIRECT ? m->indirect[s->reg] : m->plain[s->reg];
 	case RP_SS_LEARNING:
 		return s->kind == RP_SK_CALL || !s->learn_entry ? m->thunk[s->reg] : s->learn_entry;
 	default:

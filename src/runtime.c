@@ -245,6 +245,8 @@ RP_API int relpoline_config_set(const char *name, const char *value)
 			r = set_enabled_locked(rp_cfg.mode == RP_MODE_ON);
 		else
 			rp_module_set_flags(flags_wanted());
+		if (r == 0 && rp_policy_sync() < 0)   /* the fallback of pinned sites may have changed */
+			r = -ENOTSUP;
 		start_worker();
 		pthread_cond_broadcast(&wake);
 	}

@@ -10,7 +10,7 @@
  *   compiled / disabled / learning call site -> __x86_indirect_thunk_<reg>
  *   learning tail site (jmp, jcc)            -> arena entry: push $off; jmp slow_<reg>
  *   promoted                                 -> arena stub: cmp/je chain, miss: push $off; jmp slow_<reg>
- *   pinned (a stub would not pay)            -> __relpoline_plain_<reg>
+ *   pinned (a stub would not pay)            -> __relpoline_plain_<reg> or _indirect_<reg>
  *
  * The frame (seed 002): every slow entry has exactly one word pushed above
  * the return address (the site word), then SAVE pushes the same 15
@@ -101,17 +101,25 @@ __relpoline_slow_\reg:
 3:	jmp	*%\reg
 	.size	__relpoline_slow_\reg, .-__relpoline_slow_\reg
 
-	/* Fallback that never records: pinned sites. */
+	/*
+	 * Fallbacks that never record, for pinned sites: exactly a retpoline,
+	 * or exactly an indirect jump (RELPOLINE_FALLBACK=indirect).  The sync
+	 * pass picks one, so no flag is tested on the way.
+	 */
 	.globl	__relpoline_plain_\reg
 	.hidden	__relpoline_plain_\reg
 	.type	__relpoline_plain_\reg, @function
 	.p2align 4
 __relpoline_plain_\reg:
-	testb	$RP_F_INDIRECT, __relpoline_mod_flags(%rip)
-	jnz	4f
 	RETPOLINE \reg
-4:	jmp	*%\reg
 	.size	__relpoline_plain_\reg, .-__relpoline_plain_\reg
+
+	.globl	__relpoline_indirect_\reg
+	.hidden	__relpoline_indirect_\reg
+	.type	__relpoline_indirect_\reg, @function
+__relpoline_indirect_\reg:
+	jmp	*%\reg
+	.size	__relpoline_indirect_\reg, .-__relpoline_indirect_\reg
 	.endm
 
 	.text
