@@ -124,6 +124,7 @@ void rp_policy_epoch(void);
 void rp_policy_demote_all(void);
 int rp_policy_sync(void);
 void rp_policy_recount(void);
+void rp_policy_forget_range(uint64_t lo, uint64_t hi);
 
 /* ---- stubs (stub.c) ---- */
 uint64_t rp_stub_emit(struct rp_module *m, struct rp_site *s, const uint64_t *targets,

@@ -243,8 +243,8 @@ RP_API void relpoline__unregister_module(struct rp_module_desc *d)
 	 * Its code is going away (dlclose) or the process is exiting.  Stop
 	 * learning there; forget its sites; free its stubs only on dlclose:
 	 * at exit other threads may still run them.  Stubs of other modules
-	 * that jump into it stay correct (they compare the live register), and
-	 * policy relearns them because their targets no longer get calls.
+	 * that jump into it stay correct (they compare the live register); they
+	 * go back to learning.
 	 */
 	__atomic_store_n(d->flags, 0, __ATOMIC_RELEASE);
 	m->alive = false;
@@ -252,6 +252,7 @@ RP_API void relpoline__unregister_module(struct rp_module_desc *d)
 	__atomic_store_n(&ranges[m->id].hi, 0, __ATOMIC_RELEASE);
 	if (!rp_exiting) {
 		map_drop_module(m);
+		rp_policy_forget_range(m->text_lo, m->text_hi);
 		rp_arena_release(m);
 		modules[m->id] = NULL;
 		free(m->table);

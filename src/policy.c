@@ -284,3 +284,29 @@ void rp_policy_demote_all(void)
 {
 	rp_sites_foreach(demote, NULL);
 }
+
+struct range_arg { uint64_t lo, hi; };
+
+static void forget(struct rp_site *s, void *arg)
+{
+	const struct range_arg *r = arg;
+	if (s->state != RP_SS_PROMOTED)
+		return;
+	for (uint32_t i = 0; i < s->ntargets; i++)
+		if (s->targets[i] >= r->lo && s->targets[i] < r->hi) {
+			rp_stats.relearns++;
+			to_learning(s);
+			return;
+		}
+}
+
+/*
+ * A module's code is going away: sites whose stubs jump into it relearn.
+ * Their stubs stay correct (they compare the live register), but their
+ * hot targets no longer exist.  The next sync pass moves them.
+ */
+void rp_policy_forget_range(uint64_t lo, uint64_t hi)
+{
+	struct range_arg r = { lo, hi };
+	rp_sites_foreach(forget, &r);
+}
