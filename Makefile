@@ -28,6 +28,7 @@ MOD_SRCS := src/record.c src/module_ctor.c
 MOD_ASM  := src/thunks.S
 
 RT_OBJS  := $(RT_SRCS:src/%.c=$(B)/obj/%.o)
+SO_OBJS  := $(RT_OBJS) $(B)/obj/sigmask.o
 MOD_OBJS := $(MOD_SRCS:src/%.c=$(B)/obj/mod/%.o) $(B)/obj/mod/thunks.o
 HDRS     := $(wildcard src/*.h) include/relpoline.h
 
@@ -58,10 +59,10 @@ $(B)/lib/relpoline-module.o: $(MOD_OBJS)
 	 if [ -n "$$bad" ]; then echo "relpoline-module.o must not call: $$bad" >&2; rm -f $@.tmp; exit 1; fi
 	mv $@.tmp $@
 
-$(B)/lib/librelpoline.so: $(RT_OBJS) src/relpoline.map
+$(B)/lib/librelpoline.so: $(SO_OBJS) src/relpoline.map
 	@mkdir -p $(dir $@)
 	$(CC) -shared -Wl,--version-script=src/relpoline.map -Wl,-soname,librelpoline.so.0 \
-	    -Wl,-z,now $(SAN_CFLAGS) $(RT_OBJS) -o $@ $(LIBS)
+	    -Wl,-z,now $(SAN_CFLAGS) $(SO_OBJS) -o $@ $(LIBS) -ldl
 	ln -sf librelpoline.so $(B)/lib/librelpoline.so.0
 
 $(B)/lib/librelpoline.a: $(RT_OBJS)

@@ -71,7 +71,7 @@ struct rp_module {
 	uint64_t text_lo, text_hi;  /* union of executable segments */
 	struct rp_seg seg[16];
 	int nseg;
-	bool alive, parsed, has_table;
+	bool alive, parsed, has_table, main_program;
 	uint64_t *table;            /* sorted thunk site addresses from the relocation list */
 	uint8_t *table_kind;        /* parallel: kind | reg << 4 */
 	size_t ntable;
@@ -147,6 +147,7 @@ bool rp_text_writable_fallback(void);
 
 /* ---- runtime (runtime.c) ---- */
 void rp_init(void);
+void rp_note_main_program(void);
 int rp_epoch_locked(void);
 extern uint64_t rp_start_ns;
 extern bool rp_exiting;

@@ -168,7 +168,8 @@ mine:
 		}
 	}
 	const char *name = info->dlpi_name;
-	if (!name || !*name)
+	a->m->main_program = !name || !*name;
+	if (a->m->main_program)
 		snprintf(a->m->path, sizeof(a->m->path), "/proc/self/exe");
 	else
 		snprintf(a->m->path, sizeof(a->m->path), "%s", name);
@@ -203,6 +204,8 @@ RP_API void relpoline__register_module(struct rp_module_desc *d)
 		free(m);
 		return;
 	}
+	if (m->main_program)
+		rp_note_main_program();   /* outside rp_lock: atexit may take libc's lock */
 	pthread_mutex_lock(&rp_lock);
 	unsigned slot = MAX_MODULES;
 	for (unsigned i = 0; i < MAX_MODULES; i++)
@@ -250,7 +253,7 @@ RP_API void relpoline__unregister_module(struct rp_module_desc *d)
 	m->alive = false;
 	__atomic_store_n(&ranges[m->id].lo, 0, __ATOMIC_RELEASE);
 	__atomic_store_n(&ranges[m->id].hi, 0, __ATOMIC_RELEASE);
-	if (!rp_exiting) {
+	if (!rp_exiting && !m->main_program) {
 		map_drop_module(m);
 		rp_policy_forget_range(m->text_lo, m->text_hi);
 		rp_arena_release(m);

@@ -132,13 +132,35 @@ static void fork_child(void)
 	pthread_mutex_unlock(&rp_lock);
 }
 
-static void at_exit(void)
+/*
+ * Exit.  Handlers run in reverse order of registration, and the one
+ * registered in our constructor runs after the loader's _dl_fini, which
+ * runs module destructors: too late to tell them that the process is
+ * exiting (they would free stubs other threads still run).  So
+ * rp_note_exit() is also registered when the main program registers, which
+ * happens after _dl_fini was registered, and so runs before it.
+ */
+static void mark_exiting(void)
 {
 	pthread_mutex_lock(&rp_lock);
 	rp_exiting = true;
 	pthread_cond_broadcast(&wake);
 	pthread_mutex_unlock(&rp_lock);
+}
+
+static void at_exit(void)
+{
+	mark_exiting();
 	rp_report_at_exit();
+}
+
+void rp_note_main_program(void)
+{
+	static bool done;
+	if (!done) {
+		done = true;
+		atexit(mark_exiting);
+	}
 }
 
 static void init_once(void)

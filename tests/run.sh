@@ -1,0 +1,309 @@
+#!/bin/bash
+# relpoline test suite.
+#
+#   tests/run.sh [PATTERN...]      build and run every test for gcc and clang
+#   make check                     the same, after building the runtime
+#   make check-san  (or SAN=1)     the tests built with -fsanitize=address,undefined
+#
+# Every case runs as its own process under timeout and prints one line,
+# "PASS <cc>/<case>" or "FAIL <cc>/<case> (reason)"; the last line is
+# "N passed, M failed".  Exit status 1 if anything failed.
+#
+# Environment:
+#   TEST_CCS="gcc clang"   compilers to test (RELPOLINE_CC values)
+#   SAN=1                  sanitizer build of the tests (build/tests-san/<cc>)
+#   STRESS_CALLS=N         total calls of the stress test (default 3e8; 1e8 with SAN=1)
+#   STRESS_THREADS=N       stress threads (default 8)
+#   TEST_TIMEOUT_SCALE=N   multiply every timeout by N
+#   PATTERN                only cases whose "<cc>/<case>" matches a glob
+# Logs: build/tests/<cc>/logs/<case>.{out,err} (and build.log).
+set -u
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+T=$ROOT/tests
+B=$ROOT/build
+RCC=$B/bin/relpoline-cc
+CCS=${TEST_CCS:-gcc clang}
+SAN=${SAN:-0}
+SCALE=${TEST_TIMEOUT_SCALE:-1}
+
+# Nothing from the caller's environment may steer the runtime.
+for v in $(compgen -e); do
+	case $v in RELPOLINE_*|RP_TEST_*) unset "$v" ;; esac
+done
+
+CFLAGS="-std=gnu11 -O2 -g -Wall -Wextra -Wno-unused-parameter -I$T"
+if [ "$SAN" = 1 ]; then
+	CFLAGS="$CFLAGS -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined"
+	export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=0:abort_on_error=0}
+	export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1}
+	SCALE=$((SCALE * 3))
+	: "${STRESS_CALLS:=100000000}"
+	export STRESS_CALLS
+fi
+
+npass=0
+nfail=0
+pass() { echo "PASS $1"; npass=$((npass + 1)); }
+fail() { echo "FAIL $1 ($2)"; nfail=$((nfail + 1)); }
+
+selected() {
+	[ ${#PATTERNS[@]} -eq 0 ] && return 0
+	local p
+	for p in "${PATTERNS[@]}"; do
+		# shellcheck disable=SC2053
+		[[ $1 == $p ]] && return 0
+		[[ $1 == *$p* ]] && return 0
+	done
+	return 1
+}
+PATTERNS=("$@")
+
+if [ ! -x "$RCC" ] || [ ! -f "$B/lib/librelpoline.so" ]; then
+	echo "FAIL setup (runtime not built: run make first)"
+	echo "0 passed, 1 failed"
+	exit 1
+fi
+
+declare -A BUILT
+
+# build CC NAME OUTFILE ARGS...: compile with relpoline-cc for compiler CC.
+build() {
+	local cc=$1 name=$2 out=$3
+	shift 3
+	if RELPOLINE_CC=$cc "$RCC" $CFLAGS -o "$out" "$@" >>"$OUT/build.log" 2>&1; then
+		BUILT[$cc/$name]=1
+	else
+		BUILT[$cc/$name]=0
+		echo "build of $name failed: see $OUT/build.log" >&2
+	fi
+}
+
+# first "check failed" line (or last stderr line) as the reason
+reason_of() {
+	local err=$1 r
+	r=$(grep -m1 -E 'check failed|AddressSanitizer|runtime error|LeakSanitizer' "$err" 2>/dev/null)
+	[ -z "$r" ] && r=$(grep -v -e '^\s*$' -e 'timeout -k' "$err" 2>/dev/null | tail -n1)
+	r=${r//$'\t'/ }
+	echo "${r:0:200}"
+}
+
+# run_case CC CASE BIN TIMEOUT CHECKFN [VAR=VAL...] -- ARGS...
+run_case() {
+	local cc=$1 case=$2 bin=$3 tmo=$4 checkfn=$5
+	shift 5
+	local envs=()
+	while [ $# -gt 0 ] && [ "$1" != -- ]; do envs+=("$1"); shift; done
+	[ $# -gt 0 ] && shift
+	local name=$cc/$case
+	selected "$name" || return 0
+	if [ "${BUILT[$cc/$bin]:-0}" != 1 ]; then
+		fail "$name" "build of $bin failed, see $OUT/build.log"
+		return
+	fi
+	local log=$OUT/logs/$case
+	rm -f "$log.out" "$log.err"
+	# No exec: the subshell reports a death by signal into the log, not here.
+	(cd "$OUT" && timeout -k 5 $((tmo * SCALE)) env "${envs[@]}" "./$bin" "$@"; exit $?) \
+		>"$log.out" 2>"$log.err"
+	local rc=$?
+	if [ $rc -eq 124 ] || [ $rc -eq 137 ]; then
+		fail "$name" "timeout after $((tmo * SCALE))s; $(reason_of "$log.err")"
+		return
+	fi
+	if [ $rc -gt 128 ]; then
+		local why
+		why=$(reason_of "$log.err")
+		fail "$name" "killed by signal $((rc - 128)) (SIG$(kill -l $((rc - 128)) 2>/dev/null))${why:+; $why}"
+		return
+	fi
+	if [ $rc -ne 0 ]; then
+		fail "$name" "exit $rc: $(reason_of "$log.err")"
+		return
+	fi
+	local why=
+	if [ -n "$checkfn" ] && ! why=$($checkfn "$log" 2>&1); then
+		fail "$name" "$why"
+		return
+	fi
+	pass "$name"
+	[ -n "$why" ] && echo "$why"
+}
+
+# ---- output checks (called with the log prefix; print the reason, return 1) ----
+warn_mode() {
+	grep -i 'mode' "$1.err" | grep -iw 'on' | grep -iqw 'off' && return 0
+	echo "no warning line naming mode and its values on/off on stderr"; return 1
+}
+warn_fallback() {
+	grep -i 'fallback' "$1.err" | grep -iw 'retpoline' | grep -iqw 'indirect' && return 0
+	echo "no warning line naming fallback and retpoline/indirect on stderr"; return 1
+}
+warn_promote_min() {
+	grep -iq 'promote_min' "$1.err" && return 0
+	echo "no warning naming PROMOTE_MIN on stderr"; return 1
+}
+warn_epoch_ms() {
+	grep -iq 'epoch_ms' "$1.err" && return 0
+	echo "no warning naming EPOCH_MS on stderr"; return 1
+}
+no_warning() {
+	if grep -iqE 'warn|invalid|bad value' "$1.err"; then
+		echo "unexpected warning: $(grep -m1 -iE 'warn|invalid|bad value' "$1.err")"; return 1
+	fi
+}
+stats_table() {
+	local n
+	n=$(grep -c . "$1.err")
+	if [ "$n" -lt 5 ]; then echo "RELPOLINE_STATS=1: only $n lines on stderr"; return 1; fi
+	if ! grep -iq 'promot' "$1.err"; then echo "RELPOLINE_STATS=1: no 'promot...' in the table"; return 1; fi
+}
+stats_json() {
+	local f=$OUT/logs/stats.json
+	if [ ! -s "$f" ]; then echo "RELPOLINE_STATS=json: $f missing or empty"; return 1; fi
+	if ! python3 -m json.tool "$f" >/dev/null 2>"$1.json-err"; then
+		echo "invalid JSON in $f: $(head -n1 "$1.json-err")"; return 1
+	fi
+	python3 - "$f" <<'EOF'
+import json, sys
+def find(o, k):
+    if isinstance(o, dict):
+        for kk, v in o.items():
+            if kk == k:
+                yield v
+            yield from find(v, k)
+    elif isinstance(o, list):
+        for v in o:
+            yield from find(v, k)
+d = json.load(open(sys.argv[1]))
+v = list(find(d, "sites_promoted"))
+if not v:
+    print("JSON has no sites_promoted key"); sys.exit(1)
+if not isinstance(v[0], int) or v[0] < 3:
+    print("JSON sites_promoted = %r, want >= 3" % (v[0],)); sys.exit(1)
+EOF
+}
+stress_report() {
+	grep -E '^stress:' "$1.out" | sed 's/^/    info: /'
+	grep -E 'stopped|time limit' "$1.err" | sed 's/^/    info: /'
+	return 0
+}
+
+# objdump: the site kinds the tests rely on really are in the binaries.
+objdump_kinds() {
+	local cc=$1 name=$cc/objdump-site-kinds
+	selected "$name" || return 0
+	if ! command -v objdump >/dev/null; then fail "$name" "objdump not found"; return; fi
+	if [ "${BUILT[$cc/t_regs]:-0}" != 1 ] || [ "${BUILT[$cc/t_tail]:-0}" != 1 ]; then
+		fail "$name" "binaries not built"; return
+	fi
+	local d r
+	d=$(objdump -d "$OUT/t_regs")
+	local hx='( [0-9a-f]{2}){4}'
+	local nc nj nx
+	nc=$(grep -cE "e8$hx\s+call\s+[0-9a-f]+ <__x86_indirect_thunk_" <<<"$d")
+	nj=$(grep -cE "e9$hx\s+jmp\s+[0-9a-f]+ <__x86_indirect_thunk_" <<<"$d")
+	nx=$(grep -cE "0f 85$hx\s+jne\s+[0-9a-f]+ <__x86_indirect_thunk_" <<<"$d")
+	if [ "$nc" -lt 15 ] || [ "$nj" -lt 15 ] || [ "$nx" -ne 15 ]; then
+		fail "$name" "t_regs: $nc call/$nj jmp/$nx jcc thunk sites, want 15/15/15"; return
+	fi
+	d=$(objdump -d "$OUT/t_tail")
+	nj=$(grep -cE "e9$hx\s+jmp\s+[0-9a-f]+ <__x86_indirect_thunk_" <<<"$d")
+	if [ "$nj" -lt 10 ]; then
+		fail "$name" "t_tail: only $nj e9 (jmp) thunk sites, want >= 10"; return
+	fi
+	d=$(objdump -d "$OUT/t_stress")
+	nc=$(grep -cE "e8$hx\s+call\s+[0-9a-f]+ <__x86_indirect_thunk_" <<<"$d")
+	nj=$(grep -cE "e9$hx\s+jmp\s+[0-9a-f]+ <__x86_indirect_thunk_" <<<"$d")
+	r=$(grep -oE "call\s+[0-9a-f]+ <__x86_indirect_thunk_[a-z0-9]+>" <<<"$d" | sed 's/.*thunk_//; s/>//' | sort -u | tr '\n' ' ')
+	if [ "$nc" -lt 32 ] || [ "$nj" -lt 16 ]; then
+		fail "$name" "t_stress: $nc call/$nj jmp thunk sites, want >= 32/16"; return
+	fi
+	# clang 14 does not emit jcc to a thunk (see t_tail.c); note it if that changes.
+	local njcc
+	njcc=$(objdump -d "$OUT/t_tail" "$OUT/t_stress" | grep -cE "0f 8[0-9a-f]$hx\s+j[a-z]+\s+[0-9a-f]+ <__x86_indirect_thunk_")
+	echo "    info: $cc t_stress thunk registers used: $r; compiled jcc thunk sites: $njcc" >&2
+	pass "$name"
+}
+
+for cc in $CCS; do
+	if [ "$SAN" = 1 ]; then OUT=$B/tests-san/$cc; else OUT=$B/tests/$cc; fi
+	mkdir -p "$OUT/logs"
+	: >"$OUT/build.log"
+	if ! command -v "$cc" >/dev/null; then
+		fail "$cc/compiler" "$cc not installed"
+		continue
+	fi
+	build "$cc" t_regs "$OUT/t_regs" "$T/t_regs.c" "$T/regs.S"
+	build "$cc" t_abi "$OUT/t_abi" "$T/t_abi.c"
+	build "$cc" t_tail "$OUT/t_tail" "$T/t_tail.c"
+	build "$cc" t_idle "$OUT/t_idle" "$T/t_idle.c"
+	build "$cc" t_config "$OUT/t_config" "$T/t_config.c"
+	build "$cc" t_disable "$OUT/t_disable" "$T/t_disable.c"
+	build "$cc" t_fork "$OUT/t_fork" "$T/t_fork.c" -pthread
+	build "$cc" t_stats "$OUT/t_stats" "$T/t_stats.c"
+	build "$cc" t_stress "$OUT/t_stress" "$T/t_stress.c" -pthread
+	build "$cc" t_policy "$OUT/t_policy" "$T/t_policy.c"
+	build "$cc" t_exit "$OUT/t_exit" "$T/t_exit.c" -pthread
+	build "$cc" t_many "$OUT/t_many" "$T/t_many.c"
+	if [ "$SAN" != 1 ]; then # -static (librelpoline.a); the sanitizers cannot link statically
+		build "$cc" t_regs_static "$OUT/t_regs_static" -static "$T/t_regs.c" "$T/regs.S"
+		build "$cc" t_stress_static "$OUT/t_stress_static" -static "$T/t_stress.c" -pthread
+	fi
+	build "$cc" libtsites.so "$OUT/libtsites.so" -shared -fPIC "$T/lib_sites.c"
+	build "$cc" tdl.so "$OUT/tdl.so" -shared -fPIC -DDL_LIB "$T/lib_sites.c"
+	if [ "${BUILT[$cc/libtsites.so]}" = 1 ]; then
+		build "$cc" t_shlib "$OUT/t_shlib" "$T/t_shlib.c" -L"$OUT" -ltsites \
+			-Wl,-rpath,"$OUT" -ldl
+	fi
+
+	DET=(RELPOLINE_EPOCH_MS=0 RELPOLINE_PROMOTE_MIN=16)
+
+	objdump_kinds "$cc"
+	run_case "$cc" regs t_regs 60 no_warning "${DET[@]}" --
+	run_case "$cc" regs-fallback-indirect t_regs 60 "" "${DET[@]}" RELPOLINE_FALLBACK=indirect --
+	run_case "$cc" regs-mode-off t_regs 60 "" "${DET[@]}" RELPOLINE_MODE=off -- nopromote
+	run_case "$cc" regs-ymm t_regs 60 "" "${DET[@]}" RP_TEST_VLEVEL=1 --
+	run_case "$cc" abi t_abi 60 "" "${DET[@]}" --
+	run_case "$cc" abi-fallback-indirect t_abi 60 "" "${DET[@]}" RELPOLINE_FALLBACK=indirect --
+	run_case "$cc" tail t_tail 60 "" "${DET[@]}" --
+	run_case "$cc" policy t_policy 60 "" "${DET[@]}" RELPOLINE_MAX_TARGETS=16 RELPOLINE_MIN_COVERAGE=75 \
+		RELPOLINE_RELEARN_MISSES=100 RELPOLINE_MAX_VERSIONS=3 --
+	run_case "$cc" many-sites t_many 60 "" "${DET[@]}" --
+	run_case "$cc" idle-epoch t_idle 60 "" "${DET[@]}" --
+	run_case "$cc" disable-enable t_disable 60 "" "${DET[@]}" --
+	run_case "$cc" fork t_fork 60 "" "${DET[@]}" --
+	run_case "$cc" fork-worker t_fork 90 "" RELPOLINE_EPOCH_MS=1 RELPOLINE_PROMOTE_MIN=16 \
+		RELPOLINE_RELEARN_MISSES=20 -- worker
+	run_case "$cc" shlib t_shlib 60 "" "${DET[@]}" -- ./tdl.so
+	run_case "$cc" config-api t_config 60 "" "${DET[@]}" -- api
+	run_case "$cc" config-default t_config 60 no_warning -- work promoted
+	run_case "$cc" config-mode-bogus t_config 60 warn_mode RELPOLINE_MODE=bogus -- work promoted
+	run_case "$cc" config-fallback-bogus t_config 60 warn_fallback RELPOLINE_FALLBACK=sideways -- work promoted
+	run_case "$cc" config-promote-min-bad t_config 60 warn_promote_min RELPOLINE_PROMOTE_MIN=lots -- work promoted
+	run_case "$cc" config-epoch-ms-bad t_config 60 warn_epoch_ms RELPOLINE_EPOCH_MS=-3 -- work promoted
+	run_case "$cc" config-mode-off t_config 60 "" RELPOLINE_MODE=off -- work none
+	run_case "$cc" config-mode-off-worker t_config 60 "" RELPOLINE_MODE=off RELPOLINE_EPOCH_MS=1 -- work none
+	run_case "$cc" exit-while-busy t_exit 120 "" RELPOLINE_EPOCH_MS=1 RELPOLINE_PROMOTE_MIN=16 \
+		RELPOLINE_RELEARN_MISSES=20 --
+	run_case "$cc" thread-churn t_exit 120 "" RELPOLINE_EPOCH_MS=1 RELPOLINE_PROMOTE_MIN=16 -- churn
+	run_case "$cc" stress-blocked-signals t_stress 120 stress_report RELPOLINE_EPOCH_MS=1 \
+		RELPOLINE_PROMOTE_MIN=32 RELPOLINE_RELEARN_MISSES=50 RELPOLINE_MAX_VERSIONS=1000 \
+		STRESS_BLOCK_SIGNALS=1 STRESS_CALLS=50000000 STRESS_SECONDS=$((100 * SCALE)) --
+	if [ "$SAN" != 1 ]; then
+		run_case "$cc" static-regs t_regs_static 60 "" "${DET[@]}" --
+		run_case "$cc" static-stress t_stress_static 180 stress_report RELPOLINE_EPOCH_MS=1 \
+			RELPOLINE_PROMOTE_MIN=32 RELPOLINE_RELEARN_MISSES=50 RELPOLINE_MAX_VERSIONS=1000 \
+			STRESS_CALLS=100000000 STRESS_SECONDS=$((150 * SCALE)) --
+	fi
+	run_case "$cc" stats-api t_stats 60 "" "${DET[@]}" --
+	run_case "$cc" stats-table t_stats 60 stats_table "${DET[@]}" RELPOLINE_STATS=1 --
+	rm -f "$OUT/logs/stats.json"
+	run_case "$cc" stats-json t_stats 60 stats_json "${DET[@]}" "RELPOLINE_STATS=json:$OUT/logs/stats.json" --
+	run_case "$cc" stress t_stress 180 stress_report RELPOLINE_EPOCH_MS=1 RELPOLINE_PROMOTE_MIN=32 \
+		RELPOLINE_RELEARN_MISSES=50 RELPOLINE_MAX_VERSIONS=1000 \
+		STRESS_SECONDS=$((150 * SCALE)) --
+done
+
+echo "$npass passed, $nfail failed"
+[ "$nfail" -eq 0 ]

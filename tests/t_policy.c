@@ -1,0 +1,121 @@
+/*
+ * Promotion policy and the stubs it produces (run with RELPOLINE_EPOCH_MS=0,
+ * PROMOTE_MIN=16, MAX_TARGETS=16, MIN_COVERAGE=75, RELEARN_MISSES=100,
+ * MAX_VERSIONS=3):
+ *  - 16 uniform targets: one 16-target stub; all 16 dispatch right, a 17th misses;
+ *  - 17 uniform targets: 16-target stub (94% coverage), the 17th misses;
+ *  - 40 uniform targets: pinned (40% < 75%); pinned sites stop recording;
+ *  - a far target (libc's labs): counted in far_targets, calls correct;
+ *  - relearn after RELEARN_MISSES misses in an epoch, re-promotion to the new target;
+ *  - MAX_VERSIONS: a site flipping between targets gets at most 3 stubs (then
+ *    it stays on its last one: no more relearns), still correct.
+ */
+#include "common.h"
+
+typedef long (*fn_t)(long);
+#define T(n) NOINLINE long tg_##n(long x) { return x * 64 + n; }
+#define T8(a) T(a##0) T(a##1) T(a##2) T(a##3) T(a##4) T(a##5) T(a##6) T(a##7)
+T8(1) T8(2) T8(3) T8(4) T8(5)
+#define R8(a) tg_##a##0, tg_##a##1, tg_##a##2, tg_##a##3, tg_##a##4, tg_##a##5, tg_##a##6, tg_##a##7
+static fn_t const tg[40] = { R8(1), R8(2), R8(3), R8(4), R8(5) };
+static long tg_id(int i) { return (i / 8 + 1) * 10 + i % 8; }
+
+/* "+ 1" is the result; the volatile K keeps the bodies distinct (gcc folds identical functions). */
+#define SITE(name, K) NOINLINE long name(fn_t f, long x) \
+	{ volatile long k = K; return f(x) + 1 + (k - K); }
+SITE(site16, 1) SITE(site17, 2) SITE(site40, 3) SITE(site_far, 4) SITE(site_rl, 5) SITE(site_mv, 6)
+
+/* always_inline: SITE is a constant, so the calls below are direct (not one more thunk site) */
+static inline __attribute__((always_inline)) void use(long (*site)(fn_t, long), const char *name,
+						     int first, int n, int reps)
+{
+	for (int r = 0; r < reps; r++)
+		for (int i = first; i < first + n; i++) {
+			long got = site(tg[i], r), want = r * 64 + tg_id(i) + 1;
+			CHECK(got == want, "%s target %d: %ld want %ld", name, i, got, want);
+		}
+}
+
+static void use_far(int reps)
+{
+	for (int r = 0; r < reps; r++) {
+		long got = site_far(labs, -r - 5);
+		CHECK(got == r + 6, "site_far(labs): %ld want %d", got, r + 6);
+		got = site_far(tg[0], r);
+		CHECK(got == r * 64 + 10 + 1, "site_far(tg0): %ld", got);
+	}
+}
+
+int main(int argc, char **argv)
+{
+	t_deterministic(argv);
+	struct relpoline_stats s0 = t_stats();
+	use(site16, "site16", 0, 16, 8);
+	use(site17, "site17", 0, 17, 8);
+	use(site40, "site40", 0, 40, 8);
+	use_far(40);
+	t_epoch();
+	struct relpoline_stats s1 = t_stats();
+	t_print_stats("decided", &s1);
+	CHECK(s1.stub_hist[16] >= s0.stub_hist[16] + 2, "stub_hist[16] %" PRIu64 " want 2 (16 and 17 targets)",
+	      s1.stub_hist[16]);
+	CHECK(s1.sites_pinned >= s0.sites_pinned + 1, "sites_pinned %" PRIu64 " want +1 (40 targets)",
+	      s1.sites_pinned);
+	CHECK(s1.far_targets >= 1, "far_targets %" PRIu64 " want >= 1 (labs)", s1.far_targets);
+
+	/* Every target of the wide stubs, then the one left out. */
+	use(site16, "site16-hit", 0, 16, 5);
+	use(site17, "site17-hit", 0, 17, 5);
+	use(site16, "site16-miss", 16, 10, 3);
+	use(site40, "site40-pinned", 0, 40, 3);
+	use_far(10);
+	t_epoch();
+	struct relpoline_stats s2 = t_stats();
+	CHECK(s2.misses >= s1.misses + 30 + 5, "misses %" PRIu64 " -> %" PRIu64 " want +35",
+	      s1.misses, s2.misses);
+
+	/* A pinned site is on the plain fallback: it records nothing. */
+	use(site40, "site40-pinned", 0, 40, 5);
+	t_epoch();
+	struct relpoline_stats s3 = t_stats();
+	CHECK(s3.records == s2.records, "pinned site still records (%" PRIu64 " -> %" PRIu64 ")",
+	      s2.records, s3.records);
+
+	/* Relearn by misses. */
+	use(site_rl, "site_rl", 0, 1, 40);
+	t_epoch();
+	struct relpoline_stats a = t_stats();
+	use(site_rl, "site_rl-miss", 1, 1, 300);
+	t_epoch();
+	struct relpoline_stats b = t_stats();
+	CHECK(b.relearns == a.relearns + 1, "relearns %" PRIu64 " -> %" PRIu64 " want +1 after 300 misses",
+	      a.relearns, b.relearns);
+	use(site_rl, "site_rl-new", 1, 1, 40);
+	t_epoch();
+	struct relpoline_stats c = t_stats();
+	use(site_rl, "site_rl-hit", 1, 1, 40);
+	t_epoch();
+	struct relpoline_stats d = t_stats();
+	CHECK(d.misses == c.misses, "site_rl not re-promoted to its new target (misses %" PRIu64
+	      " -> %" PRIu64 ")", c.misses, d.misses);
+	CHECK(d.sites_promoted == a.sites_promoted, "sites_promoted %" PRIu64 " want %" PRIu64,
+	      d.sites_promoted, a.sites_promoted);
+
+	/* MAX_VERSIONS=3: flip the target; after 3 stubs the site stays on the last. */
+	struct relpoline_stats e0 = t_stats();
+	for (int v = 0; v < 6; v++) {
+		use(site_mv, "site_mv", v & 1, 1, 300);
+		t_epoch();
+		use(site_mv, "site_mv", v & 1, 1, 40);
+		t_epoch();
+	}
+	struct relpoline_stats e1 = t_stats();
+	t_print_stats("end", &e1);
+	CHECK(e1.stubs_emitted - e0.stubs_emitted == 3, "site_mv got %" PRIu64 " stubs, want 3 "
+	      "(MAX_VERSIONS)", e1.stubs_emitted - e0.stubs_emitted);
+	CHECK(e1.relearns - e0.relearns == 2, "site_mv: %" PRIu64 " relearns, want 2",
+	      e1.relearns - e0.relearns);
+	CHECK(e1.sites_promoted == e0.sites_promoted + 1, "site_mv not promoted at the end");
+	use(site_mv, "site_mv-pinned", 0, 2, 20);
+	return t_finish("t_policy");
+}

@@ -1,0 +1,15 @@
+# relpoline tests: included by the top-level Makefile.
+#   make check        build the runtime, then build and run every test with gcc and clang
+#   make check-san    the same with the tests built with -fsanitize=address,undefined
+#                     (the runtime itself is built as usual; SAN_CFLAGS=... for that)
+#   make check TESTS='regs stress'   only cases matching these patterns
+#   make check TEST_CCS=gcc          one compiler
+# See tests/run.sh for the environment knobs (STRESS_CALLS, ...).
+
+check: all
+	tests/run.sh $(TESTS)
+
+check-san: all
+	SAN=1 tests/run.sh $(TESTS)
+
+.PHONY: check check-san
