@@ -99,6 +99,7 @@ struct rp_site {
 	struct rp_count *acc;       /* learning samples or (promoted) misses, NULL when idle */
 	uint64_t epoch_samples;
 	bool touched;
+	bool seen;                  /* has had a sample (counted in sites_seen) */
 };
 
 extern pthread_mutex_t rp_lock;
@@ -109,6 +110,7 @@ struct rp_module *rp_module_of(uint64_t addr);
 void rp_modules_parse_new(void);
 struct rp_site *rp_site_lookup(uint64_t addr);
 struct rp_site *rp_site_validate(uint64_t addr, uint32_t meta);
+void rp_site_seen(struct rp_site *s);
 void rp_sites_foreach(void (*fn)(struct rp_site *, void *), void *arg);
 void rp_module_set_flags(uint8_t flags);
 bool rp_addr_in_text(uint64_t addr);  /* lock-free: for the SIGTRAP handler */

@@ -432,12 +432,20 @@ struct rp_site *rp_site_validate(uint64_t addr, uint32_t meta)
 	s->cur = m->thunk[reg];
 	s->state = RP_SS_LEARNING;
 	map_put(s);
+	return s;
+}
+
+/* A verified site got its first sample. */
+void rp_site_seen(struct rp_site *s)
+{
+	if (s->seen)
+		return;
+	s->seen = true;
 	rp_stats.sites_seen++;
-	if (kind == RP_SK_CALL)
+	if (s->kind == RP_SK_CALL)
 		rp_stats.sites_call++;
 	else
 		rp_stats.sites_tail++;
-	return s;
 }
 
 /* Where the site's rel32 should point, given its state and the global switches. */

@@ -56,6 +56,8 @@ static void on_sample(uint64_t addr, uint64_t target, uint32_t meta, uint64_t co
 			return;
 		s->epochs = 0;
 	}
+	if (s->state != RP_SS_REJECTED)
+		rp_site_seen(s);
 	switch (s->state) {
 	case RP_SS_REJECTED:
 	case RP_SS_PINNED:

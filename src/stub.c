@@ -148,6 +148,7 @@ static int arena_init(struct rp_module *m)
 	a->size = size;
 	memcpy(a->rw, ARENA_MAGIC, sizeof(ARENA_MAGIC));
 	a->used = 64;
+	rp_stats.arena_bytes += a->used;
 	return 0;
 }
 

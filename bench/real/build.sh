@@ -1,0 +1,117 @@
+#!/bin/bash
+# Build one benchmark program in one configuration, out of tree, cached.
+#   bench/real/build.sh PROG CONFIG
+# PROG:   redis | nginx | sqlite | phase
+# CONFIG: plain | retpoline | relpoline | pgo-gen | pgo-retpoline
+#   (relpoline-indirect uses the relpoline build; pgo-retpoline needs the
+#    pgo-gen build to have been trained first: see run.py, which drives it)
+# Results: build/real/PROG/CONFIG/  (binary path printed on stdout)
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+HERE=$ROOT/bench/real
+SRC=$ROOT/build/real/src
+OUT=$ROOT/build/real
+PROF=$OUT/profiles
+prog=$1 cfg=$2
+JOBS=${BENCH_JOBS:-2}
+log() { echo "[bench-build] $prog/$cfg: $*" >&2; }
+
+# Bump when a build recipe below changes in a way that needs a rebuild.
+RECIPE=1
+RETPO="-mindirect-branch=thunk -fno-jump-tables"
+CC=gcc
+case $cfg in
+plain)         CF="-O2"; LF="" ;;
+retpoline)     CF="-O2 $RETPO"; LF="" ;;
+relpoline)     CC=$ROOT/build/bin/relpoline-cc; CF="-O2"; LF=""
+               [ -x "$CC" ] || { log "missing $CC (run make first)"; exit 3; } ;;
+pgo-gen)       CF="-O2 $RETPO -fprofile-generate=$PROF/$prog -fprofile-update=atomic"
+               LF="-fprofile-generate=$PROF/$prog" ;;
+pgo-retpoline) CF="-O2 $RETPO -fprofile-use=$PROF/$prog"
+               LF=""
+               [ -n "$(find "$PROF/$prog" -name '*.gcda' -print -quit 2>/dev/null)" ] ||
+                   { log "no profile in $PROF/$prog (train pgo-gen first)"; exit 3; } ;;
+*) echo "unknown config $cfg" >&2; exit 2 ;;
+esac
+# pgo-gen and pgo-retpoline must compile the same object paths: share a dir.
+dircfg=$cfg; [ $cfg = pgo-gen ] && dircfg=pgo-retpoline
+D=$OUT/$prog/$dircfg
+mkdir -p "$D"
+
+# Cache key: flags, compiler, sources, and (for relpoline) the module object
+# and wrapper that get linked in.  The profile counts for pgo-retpoline.
+key() {
+	{
+		echo "$prog $cfg $CC $CF $LF"
+		"${CC}" --version 2>/dev/null | head -1
+		echo "recipe $RECIPE"
+		cat "$SRC/versions.txt" 2>/dev/null
+		if [ $cfg = relpoline ]; then sha1sum "$ROOT/build/bin/relpoline-cc" "$ROOT/build/lib/relpoline-module.o" 2>/dev/null || true; fi
+		if [ $prog = phase ]; then sha1sum "$HERE/phase/phase.c"; fi
+		if [ $cfg = pgo-retpoline ]; then cat "$PROF/$prog/.trained" 2>/dev/null || true; fi
+	} | sha1sum | cut -d' ' -f1
+}
+K=$(key)
+if [ "${3:-}" = --key ]; then echo "$K"; exit 0; fi
+case $prog in
+redis)  BIN=$D/src/redis-server ;;
+nginx)  BIN=$D/objs/nginx ;;
+sqlite) BIN=$D/speedtest1 ;;
+phase)  BIN=$D/phase ;;
+*) echo "unknown program $prog" >&2; exit 2 ;;
+esac
+if [ -x "$BIN" ] && [ "$(cat "$D/.stamp-$cfg" 2>/dev/null)" = "$K" ] && [ "$(cat "$D/.last" 2>/dev/null)" = "$cfg" ]; then
+	echo "$BIN"; exit 0
+fi
+log "building (CC=$CC CFLAGS=$CF)"
+rm -f "$D/.stamp-"* "$D/.last"
+blog=$D/build-$cfg.log
+: > "$blog"
+cmds=$D/build-$cfg.cmds
+: > "$cmds"
+run() {
+	printf '(cd %q &&' "$PWD" >> "$cmds"; printf ' %q' "$@" >> "$cmds"; echo ')' >> "$cmds"
+	nice -n 10 "$@" >>"$blog" 2>&1 || { log "FAILED, see $blog"; tail -30 "$blog" >&2; exit 1; }
+}
+
+case $prog in
+redis)
+	if [ ! -f "$D/.copied" ]; then cp -a "$SRC/redis/." "$D/"; rm -rf "$D/debian"; touch "$D/.copied"; fi
+	# distclean also rebuilds deps (lua, hiredis, ...) with the same flags
+	run make -C "$D" distclean
+	run make -C "$D/src" -j"$JOBS" redis-server MALLOC=libc USE_SYSTEMD=no BUILD_TLS=no \
+		OPTIMIZATION=-O2 CC="$CC" CFLAGS="$CF" LDFLAGS="$LF" V=1
+	;;
+nginx)
+	if [ ! -f "$D/.copied" ]; then cp -a "$SRC/nginx/." "$D/"; rm -rf "$D/debian"; touch "$D/.copied"; fi
+	rm -rf "$D/objs" "$D/Makefile"
+	( cd "$D" && run ./configure --with-cc="$CC" --with-cc-opt="$CF -Wno-error" --with-ld-opt="$LF" \
+		--prefix="$D/prefix" --without-http_rewrite_module --without-http_gzip_module \
+		--without-pcre --without-http_ssi_module --without-http-cache )
+	run make -C "$D" -j"$JOBS"
+	;;
+sqlite)
+	A=$OUT/sqlite/amalg
+	if [ ! -f "$A/sqlite3.c" ]; then
+		log "generating the amalgamation (make sqlite3.c, needs tclsh)"
+		mkdir -p "$A"
+		( cd "$A" && run "$SRC/sqlite3/configure" --disable-tcl && run make sqlite3.c )
+	fi
+	cp "$SRC/sqlite3/test/speedtest1.c" "$D/speedtest1.c"
+	DEFS="-DSQLITE_THREADSAFE=1 -DSQLITE_OMIT_LOAD_EXTENSION -DSQLITE_ENABLE_RTREE"
+	# two objects so that -j2 helps and the profile names are per object
+	cd "$D"
+	run $CC $CF $DEFS -I"$A" -c "$A/sqlite3.c" -o "$D/sqlite3.o" & p1=$!
+	run $CC $CF $DEFS -I"$A" -c "$D/speedtest1.c" -o "$D/speedtest1.o" & p2=$!
+	wait $p1 && wait $p2 || { log "FAILED, see $blog"; tail -30 "$blog" >&2; exit 1; }
+	run $CC $CF $LF "$D/speedtest1.o" "$D/sqlite3.o" -o "$BIN" -lm -lpthread
+	;;
+phase)
+	run $CC $CF $LF -Wall "$HERE/phase/phase.c" -o "$BIN"
+	;;
+esac
+[ -x "$BIN" ] || { log "no binary $BIN"; exit 1; }
+echo "$K" > "$D/.stamp-$cfg"
+echo "$cfg" > "$D/.last"
+log "ok -> $BIN"
+echo "$BIN"
