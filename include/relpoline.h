@@ -31,7 +31,8 @@ const char *relpoline_version(void);
  * Disabling puts every call site back on its original thunk (the retpoline
  * fallback) using the same safe patching protocol, and stops learning.
  * Stubs already emitted are retired, never reused.  Enabling restarts
- * learning from scratch.  Both are idempotent.
+ * learning (each site keeps its count of stubs: RELPOLINE_MAX_VERSIONS
+ * bounds stub memory over the life of the process).  Both are idempotent.
  */
 int relpoline_disable(void);
 int relpoline_enable(void);
