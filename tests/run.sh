@@ -79,6 +79,22 @@ build() {
 	fi
 }
 
+# buildxx CC NAME OUTFILE ARGS...: the same for C++ with relpoline-c++.
+buildxx() {
+	local cc=$1 name=$2 out=$3 cxx=g++
+	shift 3
+	[ "$cc" = clang ] && cxx=clang++
+	local flags="-O2 -g -Wall"
+	[ "$SAN" = 1 ] && flags="$flags -fsanitize=address,undefined -fno-sanitize-recover=undefined"
+	# shellcheck disable=SC2086
+	if RELPOLINE_CXX=$cxx "$B/bin/relpoline-c++" $flags -o "$out" "$@" >>"$OUT/build.log" 2>&1; then
+		BUILT[$cc/$name]=1
+	else
+		BUILT[$cc/$name]=0
+		echo "build of $name failed: see $OUT/build.log" >&2
+	fi
+}
+
 # first "check failed" line (or last stderr line) as the reason
 reason_of() {
 	local err=$1 r
@@ -246,6 +262,7 @@ for cc in $CCS; do
 	build "$cc" t_policy "$OUT/t_policy" "$T/t_policy.c"
 	build "$cc" t_exit "$OUT/t_exit" "$T/t_exit.c" -pthread
 	build "$cc" t_many "$OUT/t_many" "$T/t_many.c"
+	buildxx "$cc" t_cxx "$OUT/t_cxx" "$T/t_cxx.cc"
 	if [ "$SAN" != 1 ]; then # -static (librelpoline.a); the sanitizers cannot link statically
 		build "$cc" t_regs_static "$OUT/t_regs_static" -static "$T/t_regs.c" "$T/regs.S"
 		build "$cc" t_stress_static "$OUT/t_stress_static" -static "$T/t_stress.c" -pthread
@@ -270,6 +287,7 @@ for cc in $CCS; do
 	run_case "$cc" policy t_policy 60 "" "${DET[@]}" RELPOLINE_MAX_TARGETS=16 RELPOLINE_MIN_COVERAGE=75 \
 		RELPOLINE_RELEARN_MISSES=100 RELPOLINE_MAX_VERSIONS=3 --
 	run_case "$cc" many-sites t_many 60 "" "${DET[@]}" --
+	run_case "$cc" cxx-virtual-exceptions t_cxx 60 "" "${DET[@]}" --
 	run_case "$cc" idle-epoch t_idle 60 "" "${DET[@]}" --
 	run_case "$cc" disable-enable t_disable 60 "" "${DET[@]}" --
 	run_case "$cc" fork t_fork 60 "" "${DET[@]}" --
