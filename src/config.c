@@ -51,7 +51,7 @@ static const struct opt opts[] = {
 	  "per mille of a site's calls a target needs to get a compare" },
 	{ "relearn_misses", K_LONG, O(relearn_misses), 1000, 1, 1L << 40, NULL,
 	  "misses in one epoch that make a promoted site relearn" },
-	{ "max_versions", K_LONG, O(max_versions), 8, 1, 1000, NULL,
+	{ "max_versions", K_LONG, O(max_versions), 16, 1, 1000, NULL,
 	  "stubs a site may get over its life (stubs are never reused)" },
 	{ "pin_epochs", K_LONG, O(pin_epochs), 500, 1, 1L << 30, NULL,
 	  "epochs a site stays on the fallback before it is learned again" },

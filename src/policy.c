@@ -3,8 +3,10 @@
  *
  *   learning --(>= promote_min samples, top targets cover >= min_coverage)--> promoted
  *   learning --(>= promote_min samples, coverage too low: a stub would not pay)--> pinned
- *   promoted --(misses >= relearn_misses in an epoch and one missed target is
- *               hotter than twice the weakest target in the stub)--> learning
+ *   promoted --(misses >= relearn_misses in an epoch, concentrated on a
+ *               target: it has a quarter of the misses, or twice the rate
+ *               of the stub's weakest target)--> promoted with a new stub
+ *               (learning, if no stub can be made)
  *   pinned   --(pin_epochs later)--> learning
  *
  * A stub holds up to max_targets targets in decreasing order of samples,
@@ -138,23 +140,60 @@ static void decide_learning(struct rp_site *s)
 	s->epochs = 0;
 }
 
+/*
+ * A promoted site whose misses grew gets a new stub at once, built from
+ * what its misses show: the missed targets that are hot now first, then
+ * the targets of the old stub (their hits are not counted, so they keep
+ * their order behind).  Going back to learning would cost a whole epoch
+ * on the slow path, on every phase change of the program.
+ */
 static void decide_promoted(struct rp_site *s)
 {
-	if (s->acc && s->acc_total >= (uint64_t)rp_cfg.relearn_misses &&
-	    s->versions < (uint32_t)rp_cfg.max_versions) {
-		uint64_t top = 0;
-		for (uint32_t i = 0; i < s->nacc; i++)
-			if (s->acc[i].count > top)
-				top = s->acc[i].count;
-		if (top >= 2 * s->weakest) {
-			rp_debug("site %#lx: %lu misses, relearning", (unsigned long)s->addr,
-				 (unsigned long)s->acc_total);
-			rp_stats.relearns++;
-			to_learning(s);
-			return;
-		}
+	uint64_t misses = s->acc_total;
+	if (!s->acc || misses < (uint64_t)rp_cfg.relearn_misses ||
+	    s->versions >= (uint32_t)rp_cfg.max_versions) {
+		acc_reset(s);   /* misses are judged per epoch */
+		return;
 	}
-	acc_reset(s);   /* misses are judged per epoch */
+	qsort(s->acc, s->nacc, sizeof(*s->acc), by_count);
+	uint64_t top = s->acc[0].count;
+	/* A new hot target, not a diffuse tail of cold ones. */
+	if (top < 2 * s->weakest && top * 4 < misses) {
+		acc_reset(s);
+		return;
+	}
+	uint64_t targets[RP_MAX_TARGETS_LIMIT];
+	unsigned k = 0, max = (unsigned)rp_cfg.max_targets;
+	uint64_t weakest = top;
+	for (uint32_t i = 0; i < s->nacc && k < max; i++) {
+		if (s->acc[i].count * 1000 < misses * (uint64_t)rp_cfg.min_share || s->acc[i].count * 8 < top)
+			break;
+		targets[k++] = s->acc[i].target;
+		weakest = s->acc[i].count;
+	}
+	for (uint32_t i = 0; i < s->ntargets && k < max; i++) {
+		bool dup = false;
+		for (unsigned j = 0; j < k; j++)
+			dup |= targets[j] == s->targets[i];
+		if (!dup)
+			targets[k++] = s->targets[i];
+	}
+	unsigned used = 0;
+	uint64_t stub = rp_stub_emit(s->mod, s, targets, k, &used);
+	rp_stats.relearns++;
+	if (!stub) {
+		to_learning(s);
+		return;
+	}
+	rp_debug("site %#lx: %lu misses, new stub with %u targets", (unsigned long)s->addr,
+		 (unsigned long)misses, used);
+	s->versions++;
+	s->stub = stub;
+	s->ntargets = used;
+	memcpy(s->targets, targets, used * sizeof(targets[0]));
+	s->weakest = weakest;
+	acc_reset(s);
+	s->epochs = 0;
 }
 
 static void age(struct rp_site *s, void *arg)

@@ -274,6 +274,23 @@ def main():
         for t in names:
             L.append("| %s | %s |" % (t, " | ".join(cell(p["configs"][c]["subtests"].get(t)) for c in subs)))
         L.append("")
+    # server CPU time per request: less sensitive to other load on the machine
+    for p in res["programs"]:
+        cs = [c for c in configs if (p["configs"].get(c) or {}).get("server_cpu_us_per_request")]
+        if not cs:
+            continue
+        names = list(p["configs"][cs[0]]["server_cpu_us_per_request"].keys())
+        L.append("### %s: server CPU time per request (µs, user+system, lower is better)" % p["name"])
+        L.append("")
+        L.append("From /proc/PID/stat of the server around the measured load (10 ms ticks). Less "
+                 "sensitive than throughput to other load on the machine, which slows the client too.")
+        L.append("")
+        L.append("| load | " + " | ".join(cs) + " |")
+        L.append("|---|" + "---|" * len(cs))
+        for t in names:
+            L.append("| %s | %s |" % (t, " | ".join(cell(p["configs"][c]["server_cpu_us_per_request"].get(t))
+                                                  for c in cs)))
+        L.append("")
     # phase windows
     p1 = next((p for p in res["programs"] if p["name"] == "phase-change:phase1"), None)
     p2 = next((p for p in res["programs"] if p["name"] == "phase-change:phase2"), None)

@@ -137,6 +137,28 @@ class BenchError(Exception):
     pass
 
 
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def proc_tree_cpu(pid):
+    """CPU seconds (user+system, all threads) of pid and its children."""
+    total = 0.0
+    pids = [pid]
+    try:
+        with open("/proc/%d/task/%d/children" % (pid, pid)) as f:
+            pids += [int(x) for x in f.read().split()]
+    except OSError:
+        pass
+    for q in pids:
+        try:
+            with open("/proc/%d/stat" % q) as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / CLK_TCK
+        except (OSError, IndexError, ValueError):
+            pass
+    return total
+
+
 def free_port():
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
@@ -303,9 +325,12 @@ class Redis(Program):
         try:
             # warm-up (not measured): same for every configuration
             self._bench(port, ["-c", "50", "-r", "100000", "-n", "20000", "-t", self.TESTS])
+            c0 = proc_tree_cpu(p.pid)
             r1 = self._bench(port, ["-c", "50", "-r", "100000", "-n", str(self.n), "-t", self.TESTS])
+            c1 = proc_tree_cpu(p.pid)
             r2 = self._bench(port, ["-c", "50", "-r", "100000", "-P", "16", "-n", str(self.pn),
                                     "-t", self.PIPE_TESTS])
+            c2 = proc_tree_cpu(p.pid)
             self._check(port)
         finally:
             self._stop(p, port)
@@ -318,7 +343,8 @@ class Redis(Program):
         if len(pipe) != 5:
             raise BenchError("redis-benchmark pipelined mix incomplete: %r" % r2)
         sub["pipelined-mix"] = len(pipe) / sum(1.0 / x for x in pipe)
-        return {"main": geomean(list(sub.values())), "sub": sub}
+        cpu = {"single": (c1 - c0) * 1e6 / (4 * self.n), "pipelined": (c2 - c1) * 1e6 / (5 * self.pn)}
+        return {"main": geomean(list(sub.values())), "sub": sub, "cpu": cpu}
 
 
 class Nginx(Program):
@@ -434,11 +460,13 @@ http {
         try:
             self._check(port)
             self._wrk(port, "index.html", 16, 1)  # warm-up
+            c0 = proc_tree_cpu(p.pid)
             rps = self._wrk(port, "index.html", 16, self.duration)
+            c1 = proc_tree_cpu(p.pid)
             self._check(port)
         finally:
             self._stop(p)
-        return {"main": rps}
+        return {"main": rps, "cpu": {"request": (c1 - c0) * 1e6 / max(rps * self.duration, 1)}}
 
 
 class Sqlite(Program):
@@ -491,7 +519,7 @@ class Phase(Program):
 
     def __init__(self, quick, tmp):
         super().__init__(quick, tmp)
-        self.n = 20000000 if quick else 40000000
+        self.n = 40000000 if quick else 100000000
         self.training = "phase -p 1 -n 10000000 (phase 1 only)"
         self.measured = "phase -n %d (phase 1, then phase 2 with other targets; 4 calls/iteration)" % self.n
 
@@ -720,6 +748,9 @@ def main():
                 e["checks_passed"] = checks_ok[c]
                 if vals[c] and "sub" in vals[c][0]:
                     e["subtests"] = {t: summarize([v["sub"][t] for v in vals[c]]) for t in vals[c][0]["sub"]}
+                if vals[c] and "cpu" in vals[c][0]:
+                    e["server_cpu_us_per_request"] = {t: summarize([v["cpu"][t] for v in vals[c]])
+                                                      for t in vals[c][0]["cpu"]}
                 if vals[c] and "windows" in vals[c][0] and key in vals[c][0]["windows"]:
                     ws = [v["windows"][key] for v in vals[c]]
                     e["windows_median"] = [statistics.median(col) for col in zip(*ws)]

@@ -7,7 +7,10 @@
  * promotion needs); at the halfway point the tables are switched to set B, twelve
  * different functions, with the same skew.  Profile-guided devirtualization
  * trained on phase 1 only has promoted the wrong targets for phase 2; a
- * run-time scheme can relearn.
+ * run-time scheme can relearn.  The targets are small and not marked
+ * noinline: GCC keeps an indirect-call promotion only where it can inline
+ * the promoted target (its speculation_useful_p), so this is PGO's best case
+ * in phase 1.
  *
  *   phase [-n ITERS_PER_PHASE] [-p PHASES] [-w WINDOWS]
  *     -n  loop iterations per phase (each iteration = 4 indirect calls);
@@ -29,7 +32,7 @@
 typedef unsigned long (*op_t)(unsigned long, unsigned long);
 
 #define OP(n, expr) \
-	__attribute__((noinline)) unsigned long f##n(unsigned long x, unsigned long k) \
+	unsigned long f##n(unsigned long x, unsigned long k) \
 	{ __asm__ volatile("" : "+r"(x)); return (expr); }
 OP(0,  x * 3 + k)
 OP(1,  (x ^ (k << 1)) + 7)
