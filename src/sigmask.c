@@ -28,24 +28,33 @@ static const sigset_t *filter(int how, const sigset_t *set, sigset_t *copy)
 	return copy;
 }
 
+/* Call libc's NAME (looked up once) with SIGTRAP taken out of SET. */
+static int forward(mask_fn *real, const char *name, bool posix_style, int how,
+		   const sigset_t *set, sigset_t *old)
+{
+	mask_fn f = __atomic_load_n(real, __ATOMIC_ACQUIRE);
+	if (!f) {
+		f = (mask_fn)dlsym(RTLD_NEXT, name);
+		__atomic_store_n(real, f, __ATOMIC_RELEASE);
+	}
+	sigset_t copy;
+	set = filter(how, set, &copy);
+	if (f)
+		return f(how, set, old);
+	/* No libc below us (cannot happen in a dynamic link): the raw syscall. */
+	if (syscall(SYS_rt_sigprocmask, how, set, old, 8) < 0)
+		return posix_style ? errno : -1;
+	return 0;
+}
+
 RP_API int pthread_sigmask(int how, const sigset_t *set, sigset_t *old)
 {
 	static mask_fn real;
-	if (!real)
-		real = (mask_fn)dlsym(RTLD_NEXT, "pthread_sigmask");
-	sigset_t copy;
-	if (!real)
-		return (int)syscall(SYS_rt_sigprocmask, how, filter(how, set, &copy), old, 8) ? errno : 0;
-	return real(how, filter(how, set, &copy), old);
+	return forward(&real, "pthread_sigmask", true, how, set, old);
 }
 
 RP_API int sigprocmask(int how, const sigset_t *set, sigset_t *old)
 {
 	static mask_fn real;
-	if (!real)
-		real = (mask_fn)dlsym(RTLD_NEXT, "sigprocmask");
-	sigset_t copy;
-	if (!real)
-		return (int)syscall(SYS_rt_sigprocmask, how, filter(how, set, &copy), old, 8);
-	return real(how, filter(how, set, &copy), old);
+	return forward(&real, "sigprocmask", false, how, set, old);
 }

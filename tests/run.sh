@@ -21,7 +21,7 @@ set -u
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 T=$ROOT/tests
-B=$ROOT/build
+B=${RP_BUILD:-$ROOT/build}
 RCC=$B/bin/relpoline-cc
 CCS=${TEST_CCS:-gcc clang}
 SAN=${SAN:-0}

@@ -7,9 +7,9 @@
 # See tests/run.sh for the environment knobs (STRESS_CALLS, ...).
 
 check: all
-	tests/run.sh $(TESTS)
+	RP_BUILD=$(abspath $(B)) tests/run.sh $(TESTS)
 
 check-san: all
-	SAN=1 tests/run.sh $(TESTS)
+	RP_BUILD=$(abspath $(B)) SAN=1 tests/run.sh $(TESTS)
 
 .PHONY: check check-san
