@@ -163,6 +163,14 @@ warn_epoch_ms() {
 	grep -iq 'epoch_ms' "$1.err" && return 0
 	echo "no warning naming EPOCH_MS on stderr"; return 1
 }
+# exactly one relpoline warning line, and it says what happened
+one_degrade_warning() {
+	local n
+	n=$(grep -c '^relpoline: warning' "$1.err")
+	[ "$n" = 1 ] || { echo "$n relpoline warning lines on stderr, want exactly 1"; return 1; }
+	grep -q 'plain retpolines' "$1.err" && return 0
+	echo "the warning does not say relpoline runs with plain retpolines"; return 1
+}
 no_warning() {
 	if grep -iqE 'warn|invalid|bad value' "$1.err"; then
 		echo "unexpected warning: $(grep -m1 -iE 'warn|invalid|bad value' "$1.err")"; return 1
@@ -263,6 +271,7 @@ for cc in $CCS; do
 	build "$cc" t_exit "$OUT/t_exit" "$T/t_exit.c" -pthread
 	build "$cc" t_many "$OUT/t_many" "$T/t_many.c"
 	buildxx "$cc" t_cxx "$OUT/t_cxx" "$T/t_cxx.cc"
+	build "$cc" t_degrade "$OUT/t_degrade" "$T/t_degrade.c"
 	if [ "$SAN" != 1 ]; then # -static (librelpoline.a); the sanitizers cannot link statically
 		build "$cc" t_regs_static "$OUT/t_regs_static" -static "$T/t_regs.c" "$T/regs.S"
 		build "$cc" t_stress_static "$OUT/t_stress_static" -static "$T/t_stress.c" -pthread
@@ -288,6 +297,8 @@ for cc in $CCS; do
 		RELPOLINE_RELEARN_MISSES=100 RELPOLINE_MAX_VERSIONS=3 --
 	run_case "$cc" many-sites t_many 60 "" "${DET[@]}" --
 	run_case "$cc" cxx-virtual-exceptions t_cxx 60 "" "${DET[@]}" --
+	run_case "$cc" degrade-no-membarrier t_degrade 60 one_degrade_warning -- membarrier
+	run_case "$cc" degrade-no-code-writes t_degrade 60 one_degrade_warning -- mprotect
 	run_case "$cc" idle-epoch t_idle 60 "" "${DET[@]}" --
 	run_case "$cc" disable-enable t_disable 60 "" "${DET[@]}" --
 	run_case "$cc" fork t_fork 60 "" "${DET[@]}" --
