@@ -8,6 +8,7 @@ with PNG charts made by gnuplot.  python3 stdlib only.
 import argparse
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -186,6 +187,227 @@ def micro_table(micro):
     return out
 
 
+# --------------------------------------------------------------------------
+# Run commands: each distinct one once per configuration
+
+PORT_RES = [(re.compile(r"(--port|-p) \d+\b"), r"\1 PORT"),
+            (re.compile(r"(127\.0\.0\.1|localhost):\d+"), r"\1:PORT")]
+# a per-run directory: .../run-XXXXXXXX/NAME-XXXXXXXX (or the run directory itself);
+# nginx's commands already say PREFIX for it
+DIR_RES = [(re.compile(r"[^\s'\"=]*/run-[A-Za-z0-9_]+/[^\s/'\"]+"), "DIR"),
+           (re.compile(r"[^\s'\"=]*/run-[A-Za-z0-9_]+\b"), "DIR"),
+           (re.compile(r"\bPREFIX\b"), "DIR")]
+
+
+def run_commands(p, configs):
+    """The recorded commands with the per-run port and directory replaced by
+    PORT and DIR, each distinct one once, grouped by configuration (taken from
+    the binary's path build/real/PROGRAM/CONFIG/).  Returns (lines, placeholders)."""
+    cfg_re = re.compile(r"/real/[^/\s]+/(%s)/" % "|".join(re.escape(c) for c in
+                                                      sorted(CONFIGS, key=len, reverse=True)))
+    per_cfg, common = {}, []
+    for cmd in p.get("commands") or []:
+        for rx, rep in PORT_RES + DIR_RES:
+            cmd = rx.sub(rep, cmd)
+        m = cfg_re.search(cmd)
+        bucket = per_cfg.setdefault(m.group(1), []) if m else common
+        if cmd not in bucket:
+            bucket.append(cmd)
+    # relpoline-indirect runs the relpoline binary with RELPOLINE_FALLBACK=indirect
+    # (run.py records the command once, without the environment)
+    if "relpoline-indirect" not in per_cfg and per_cfg.get("relpoline") and \
+            "relpoline-indirect" in p["configs"]:
+        per_cfg["relpoline-indirect"] = ["RELPOLINE_FALLBACK=indirect " + c for c in per_cfg["relpoline"]]
+    out = []
+    for c in configs + [c for c in per_cfg if c not in configs]:
+        if c in per_cfg:
+            out.append("# %s" % c)
+            out += per_cfg[c]
+    if common:
+        if out:
+            out.append("# every configuration (%s)" % ("client" if len(common) == 1 else "clients, in order"))
+        out += common
+    text = "\n".join(out)
+    return out, [w for w in ("PORT", "DIR") if re.search(r"\b%s\b" % w, text)]
+
+
+# --------------------------------------------------------------------------
+# Targets of the issue, checked against the medians
+
+RECOVER_TARGET = 0.90     # share of the retpoline overhead relpoline must win back
+MATCH_RATIO = 0.99        # speed / plain at or above this counts as matching plain
+NOISE_OVERHEAD = 0.02     # retpoline overhead below this is not measurable
+
+
+def _e(p, c):
+    e = p["configs"].get(c) or {}
+    return e if e.get("median") is not None else None
+
+
+def _speed(p, c):
+    """Speed relative to plain on the medians (>1 = faster than plain)."""
+    e, pl = _e(p, c), _e(p, "plain")
+    if not e or not pl:
+        return None
+    if e.get("speed_vs_plain") is not None:
+        return e["speed_vs_plain"]
+    return e["median"] / pl["median"] if p["higher_is_better"] else pl["median"] / e["median"]
+
+
+def _rng(e):
+    return "%s–%s" % (fmt(e["min"]), fmt(e["max"]))
+
+
+def _overlap(a, b):
+    return a["min"] <= b["max"] and b["min"] <= a["max"]
+
+
+def _unit(p):
+    return "s" if not p["higher_is_better"] and p["metric"].startswith("seconds") else p["metric"].split(" (")[0]
+
+
+def _signed_pct(v, digits=1):
+    return ("%+." + str(digits) + "f%%") % (100 * v)
+
+
+def targets_section(res):
+    progs = res["programs"]
+    real = [p for p in progs if not p["name"].startswith("phase-change")]
+    L = ["## Targets", "",
+         "The issue's targets, checked against the medians in the table above (generated from the "
+         "same data). *Overhead* is the retpoline build's extra time per unit of work relative to "
+         "plain (time per request for the servers).", ""]
+
+    # 1. recovery on every real program
+    lines, missed, unmeasurable, met, unmeasured = [], [], [], [], []
+    for p in real:
+        pl, rp, rl = _e(p, "plain"), _e(p, "retpoline"), _e(p, "relpoline")
+        if not (pl and rp and rl):
+            lines.append("   - %s: not measured (plain, retpoline or relpoline has no result)." % p["name"])
+            unmeasured.append(p["name"])
+            continue
+        overhead = 1.0 / _speed(p, "retpoline") - 1.0
+        inside = pl["min"] <= rp["median"] <= pl["max"]
+        if inside or overhead < NOISE_OVERHEAD:
+            why = []
+            if inside:
+                why.append("retpoline's median %s lies inside plain's min–max %s" % (fmt(rp["median"]), _rng(pl)))
+            if overhead < NOISE_OVERHEAD:
+                why.append("the overhead is under %.0f%%" % (100 * NOISE_OVERHEAD))
+            lines.append("   - %s: not measurable: the retpoline build is within the noise of plain "
+                         "(overhead %s); %s." % (p["name"], _signed_pct(overhead), " and ".join(why)))
+            unmeasurable.append(p["name"])
+            continue
+        rec = p.get("retpoline_overhead_recovered")
+        if rec is None:
+            rec = (rl["median"] - rp["median"]) / (pl["median"] - rp["median"])
+        if rec >= RECOVER_TARGET:
+            lines.append("   - %s: met: recovers %s of a %s overhead (relpoline %s vs retpoline %s, plain %s %s)."
+                         % (p["name"], pct(rec), _signed_pct(overhead), fmt(rl["median"]), fmt(rp["median"]),
+                            fmt(pl["median"]), _unit(p)))
+            met.append(p["name"])
+        else:
+            need = rp["median"] + RECOVER_TARGET * (pl["median"] - rp["median"])
+            t = (lambda x: 1.0 / x) if p["higher_is_better"] else (lambda x: x)
+            gap_time = (t(rl["median"]) - t(need)) / t(pl["median"])
+            lines.append("   - %s: **missed**: recovers %.1f%% of a %s overhead, %.1f percentage points short of "
+                         "%.0f%%; relpoline's median would have to be %s %s %s instead of %s %s, %.1f%% of "
+                         "plain's time too slow."
+                         % (p["name"], 100 * rec, _signed_pct(overhead), 100 * (RECOVER_TARGET - rec),
+                            100 * RECOVER_TARGET, "≥" if p["higher_is_better"] else "≤", fmt(need), _unit(p),
+                            fmt(rl["median"]), _unit(p), 100 * gap_time))
+            missed.append(p["name"])
+    others = (["not measurable on %s" % ", ".join(unmeasurable)] if unmeasurable else []) + \
+             (["not measured on %s" % ", ".join(unmeasured)] if unmeasured else [])
+    if missed:
+        verdict = "**missed** on %s" % ", ".join(missed)
+        extra = (["met on %s" % ", ".join(met)] if met else []) + others
+        if extra:
+            verdict += " (%s)" % "; ".join(extra)
+    elif met:
+        verdict = "**met**" + (" on %s; %s" % (", ".join(met), "; ".join(others)) if others else "")
+    else:
+        verdict = "not decided: " + "; ".join(others)
+    L.append("1. relpoline recovers at least %.0f%% of the retpoline overhead on every real program (%s): %s."
+             % (100 * RECOVER_TARGET, ", ".join(p["name"] for p in real), verdict))
+    L += lines
+
+    # sqlite: where the remaining gap to plain comes from
+    sq = next((p for p in real if p["name"] == "sqlite"), None)
+    if sq and all(_e(sq, c) for c in ("plain", "retpoline", "relpoline", "relpoline-indirect")):
+        s_rl, s_ri = _speed(sq, "relpoline"), _speed(sq, "relpoline-indirect")
+        flags = 1.0 / s_ri - 1.0
+        fallback = 1.0 / s_rl - 1.0 / s_ri
+        pl, rp, ri, rl = (_e(sq, c) for c in ("plain", "retpoline", "relpoline-indirect", "relpoline"))
+        rec_ri = (ri["median"] - rp["median"]) / (pl["median"] - rp["median"])
+        L.append("   - sqlite's gap to plain, %s of plain's time in all: relpoline-indirect vs plain %s "
+                 "(the cost of compiling with thunk flags and -fno-jump-tables, no retpoline on any "
+                 "fallback), relpoline vs relpoline-indirect %s (the retpoline fallbacks that remain: misses, "
+                 "cold and unpromoted sites). relpoline-indirect alone recovers %.1f%% of the retpoline overhead; "
+                 "the min–max ranges of relpoline (%s) and relpoline-indirect (%s) %s."
+                 % (_signed_pct(1.0 / s_rl - 1.0), _signed_pct(flags), _signed_pct(fallback), 100 * rec_ri,
+                    _rng(rl), _rng(ri), "overlap" if _overlap(rl, ri) else "do not overlap"))
+
+    # 2. match or beat plain on at least one program
+    matching, other = [], []
+    for p in real:
+        s = _speed(p, "relpoline")
+        if s is None:
+            continue
+        note = ""
+        sr = _speed(p, "retpoline")
+        if s >= MATCH_RATIO and sr is not None and sr >= MATCH_RATIO:
+            note = "; the retpoline build is at %.2f× there too, so this match says little" % sr
+        (matching if s >= MATCH_RATIO else other).append("%s (%.3f×%s)" % (p["name"], s, note))
+    phase = ["%s %.2f×" % (p["name"].split(":")[-1], _speed(p, "relpoline")) for p in progs
+             if p["name"].startswith("phase-change") and _speed(p, "relpoline") is not None]
+    L.append("2. relpoline matches or beats plain (speed ≥ %.2f× on the median) on at least one real program: %s%s%s%s"
+             % (MATCH_RATIO, "**met**: " if matching else "**missed**",
+                "; ".join(matching), "; not on " + "; ".join(other) if other else "",
+                ". The phase-change benchmark: %s." % ", ".join(phase) if phase else "."))
+
+    # 3. at least as fast as pgo-retpoline everywhere
+    lines, behind, compared = [], [], []
+    for p in progs:
+        rl, pg = _e(p, "relpoline"), _e(p, "pgo-retpoline")
+        if not (rl and pg):
+            if p["configs"].get("relpoline") or p["configs"].get("pgo-retpoline"):
+                lines.append("   - %s: not measured (relpoline or pgo-retpoline has no result)." % p["name"])
+            continue
+        compared.append(p["name"])
+        r = _speed(p, "relpoline") / _speed(p, "pgo-retpoline")
+        ov = "overlap" if _overlap(rl, pg) else "do not overlap"
+        if r >= 1.0:
+            lines.append("   - %s: ahead, %.3f× pgo-retpoline's speed (min–max ranges %s)." % (p["name"], r, ov))
+        else:
+            behind.append(p["name"])
+            lines.append("   - %s: **behind** by %.1f%% (relpoline %s vs pgo-retpoline %s %s, median); the min–max "
+                         "ranges %s (%s vs %s)." % (p["name"], 100 * (1 - r), fmt(rl["median"]), fmt(pg["median"]),
+                                                   _unit(p), ov, _rng(rl), _rng(pg)))
+    if not compared:
+        lines = []
+    L.append("3. relpoline is at least as fast as pgo-retpoline on every program: %s."
+             % ("not measured" if not compared else "**met**" if not behind else
+                "**missed** on %s" % ", ".join(behind)))
+    L += lines
+
+    # 4. phase change: clearly ahead of pgo-retpoline in phase 2
+    p2 = next((p for p in progs if p["name"] == "phase-change:phase2"), None)
+    if p2 and _e(p2, "relpoline") and _e(p2, "pgo-retpoline"):
+        rl, pg = _e(p2, "relpoline"), _e(p2, "pgo-retpoline")
+        r = rl["median"] / pg["median"] if p2["higher_is_better"] else pg["median"] / rl["median"]
+        clear = r > 1.0 and not _overlap(rl, pg)
+        L.append("4. on the phase-change benchmark relpoline is clearly ahead of pgo-retpoline in phase 2: %s: "
+                 "%.2f× (%s vs %s %s, median; min–max %s vs %s, %s)."
+                 % ("**met**" if clear else "**missed**", r, fmt(rl["median"]), fmt(pg["median"]), _unit(p2),
+                    _rng(rl), _rng(pg), "no overlap" if not _overlap(rl, pg) else "the ranges overlap"))
+    else:
+        L.append("4. on the phase-change benchmark relpoline is clearly ahead of pgo-retpoline in phase 2: "
+                 "not measured.")
+    L.append("")
+    return L
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("results")
@@ -250,6 +472,9 @@ def main():
         row += [pct(p.get("retpoline_overhead_recovered")), pct(p.get("pgo_overhead_recovered")),
                 "-" if p.get("relpoline_indirect_vs_plain") is None else "%.3f" % p["relpoline_indirect_vs_plain"]]
         L.append("| " + " | ".join(row) + " |")
+    L.append("")
+    L += targets_section(res)
+    L.append("## Relative speed, charts and per-test results")
     L.append("")
     L.append("Speed relative to plain (median):")
     L.append("")
@@ -325,10 +550,14 @@ def main():
             L.append("- PGO profile: %s .gcda files; objects built without a profile: %s"
                      % (p["pgo_profile"].get("profiles"), p["pgo_profile"].get("objects_without_profile")))
         L.append("")
-        L.append("Run commands (PORT and PREFIX are chosen per run):")
+        cmds, ph = run_commands(p, configs)
+        L.append("Run commands, each distinct one once per configuration%s:"
+                 % (" (%s stand%s for the %s chosen per run)"
+                    % (" and ".join(ph), "s" if len(ph) == 1 else "",
+                       " and the ".join({"PORT": "port", "DIR": "directory"}[w] for w in ph)) if ph else ""))
         L.append("")
         L.append("```")
-        L += p.get("commands") or []
+        L += cmds
         L.append("```")
         L.append("")
         bc = p.get("build_commands") or {}
