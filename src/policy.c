@@ -7,6 +7,7 @@
  *               target: it has a quarter of the misses, or twice the rate
  *               of the stub's weakest target)--> promoted with a new stub
  *               (learning, if no stub can be made)
+ *   promoted --(misses >= relearn_misses in an epoch, spread thin)--> pinned
  *   pinned   --(pin_epochs later)--> learning
  *
  * A stub holds up to max_targets targets in decreasing order of samples,
@@ -157,9 +158,19 @@ static void decide_promoted(struct rp_site *s)
 	}
 	qsort(s->acc, s->nacc, sizeof(*s->acc), by_count);
 	uint64_t top = s->acc[0].count;
-	/* A new hot target, not a diffuse tail of cold ones. */
 	if (top < 2 * s->weakest && top * 4 < misses) {
+		/*
+		 * Heavy misses spread over many targets: no stub will cover them,
+		 * and each miss records a (site, target) sample, so such a site
+		 * would crowd every other site out of its threads' sample tables.
+		 * It goes to the fallback, which records nothing, and is learned
+		 * again after pin_epochs.
+		 */
+		rp_debug("site %#lx: %lu misses over %u+ targets: left on the fallback",
+			 (unsigned long)s->addr, (unsigned long)misses, s->nacc);
+		s->state = RP_SS_PINNED;
 		acc_reset(s);
+		s->epochs = 0;
 		return;
 	}
 	uint64_t targets[RP_MAX_TARGETS_LIMIT];
