@@ -113,6 +113,7 @@ struct rp_site *rp_site_validate(uint64_t addr, uint32_t meta);
 void rp_site_seen(struct rp_site *s);
 void rp_sites_foreach(void (*fn)(struct rp_site *, void *), void *arg);
 void rp_module_set_flags(uint8_t flags);
+void rp_modules_after_fork(void);
 bool rp_addr_in_text(uint64_t addr);  /* lock-free: for the SIGTRAP handler */
 uint64_t rp_site_desired(const struct rp_site *s);
 
@@ -133,6 +134,7 @@ uint64_t rp_stub_emit(struct rp_module *m, struct rp_site *s, const uint64_t *ta
 		      unsigned n, unsigned *used);
 uint64_t rp_entry_emit(struct rp_module *m, struct rp_site *s);
 void rp_arena_release(struct rp_module *m);
+void rp_arena_after_fork(struct rp_module *m);
 
 /* ---- patching (patch.c) ---- */
 struct rp_patch {

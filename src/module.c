@@ -127,6 +127,13 @@ bool rp_addr_in_text(uint64_t addr)
 	return false;
 }
 
+void rp_modules_after_fork(void)
+{
+	for (unsigned i = 0; i < nmodules; i++)
+		if (modules[i])
+			rp_arena_after_fork(modules[i]);
+}
+
 void rp_module_set_flags(uint8_t flags)
 {
 	for (unsigned i = 0; i < nmodules; i++)

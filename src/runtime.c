@@ -123,6 +123,7 @@ static void fork_parent(void) { pthread_mutex_unlock(&rp_lock); }
 static void fork_child(void)
 {
 	rp_learn_reset_thread();
+	rp_modules_after_fork();   /* stub arenas are shared memory: take private copies */
 	worker_running = false;
 	patch_ready = false;    /* membarrier registration belongs to the parent's mm */
 	pthread_mutex_unlock(&rp_lock);

@@ -152,6 +152,46 @@ static int arena_init(struct rp_module *m)
 	return 0;
 }
 
+/*
+ * fork(): the child inherits the arena as MAP_SHARED memory.  Parent and
+ * child would then write their new stubs at the same offsets of the same
+ * pages, each overwriting stubs the other is running.  So the child, while
+ * its forking thread is its only thread (atfork handler, under rp_lock),
+ * moves to a private copy: a new memfd with the same bytes, mapped over the
+ * same executable address.
+ */
+void rp_arena_after_fork(struct rp_module *m)
+{
+	struct rp_arena *a = &m->arena;
+	if (!a->rx || a->rw == a->rx)
+		return;   /* none, or anonymous private memory: fork already copied it */
+	int fd = (int)syscall(SYS_memfd_create, "relpoline-arena", MFD_CLOEXEC | MFD_EXEC);
+	if (fd < 0)
+		fd = (int)syscall(SYS_memfd_create, "relpoline-arena", MFD_CLOEXEC);
+	void *rw = MAP_FAILED;
+	if (fd >= 0 && ftruncate(fd, (off_t)a->size) == 0)
+		rw = mmap(NULL, a->size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (rw != MAP_FAILED) {
+		memcpy(rw, a->rw, a->used);
+		if (mmap(a->rx, a->size, PROT_READ | PROT_EXEC, MAP_SHARED | MAP_FIXED, fd, 0) != MAP_FAILED) {
+			munmap(a->rw, a->size);
+			close(a->fd);
+			a->rw = rw;
+			a->fd = fd;
+			return;
+		}
+		munmap(rw, a->size);
+	}
+	if (fd >= 0)
+		close(fd);
+	/*
+	 * No private copy: keep running the inherited stubs, but never write
+	 * to this arena again (that would write into the parent's).
+	 */
+	a->used = a->size;
+	rp_warn("fork: cannot copy the stub arena of %s; no new stubs there in this process", m->path);
+}
+
 void rp_arena_release(struct rp_module *m)
 {
 	struct rp_arena *a = &m->arena;

@@ -272,6 +272,7 @@ for cc in $CCS; do
 	build "$cc" t_many "$OUT/t_many" "$T/t_many.c"
 	buildxx "$cc" t_cxx "$OUT/t_cxx" "$T/t_cxx.cc"
 	build "$cc" t_degrade "$OUT/t_degrade" "$T/t_degrade.c"
+	build "$cc" t_forkarena "$OUT/t_forkarena" "$T/t_forkarena.c"
 	if [ "$SAN" != 1 ]; then # -static (librelpoline.a); the sanitizers cannot link statically
 		build "$cc" t_regs_static "$OUT/t_regs_static" -static "$T/t_regs.c" "$T/regs.S"
 		build "$cc" t_stress_static "$OUT/t_stress_static" -static "$T/t_stress.c" -pthread
@@ -297,6 +298,7 @@ for cc in $CCS; do
 		RELPOLINE_RELEARN_MISSES=100 RELPOLINE_MAX_VERSIONS=3 --
 	run_case "$cc" many-sites t_many 60 "" "${DET[@]}" --
 	run_case "$cc" cxx-virtual-exceptions t_cxx 60 "" "${DET[@]}" --
+	run_case "$cc" fork-private-arena t_forkarena 60 "" "${DET[@]}" RELPOLINE_MAX_VERSIONS=1000 --
 	run_case "$cc" degrade-no-membarrier t_degrade 60 one_degrade_warning -- membarrier
 	run_case "$cc" degrade-no-code-writes t_degrade 60 one_degrade_warning -- mprotect
 	run_case "$cc" idle-epoch t_idle 60 "" "${DET[@]}" --
