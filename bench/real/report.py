@@ -459,7 +459,8 @@ def main():
     L.append("")
     L.append("Median (min–max) over the runs. *Recovered* = (relpoline − retpoline) / (plain − retpoline) "
              "on the medians: the share of the retpoline overhead that relpoline wins back (1 = all of it, "
-             ">1 = faster than plain). *PGO recovered*: the same for pgo-retpoline. *indirect/plain*: "
+             ">1 = faster than plain); not computed when retpoline's overhead is under 2% of plain, "
+             "where it would be a ratio of noise. *PGO recovered*: the same for pgo-retpoline. *indirect/plain*: "
              "relpoline-indirect's speed relative to plain (1 = same, <1 = slower). ⚠ = a check failed "
              "in some run (see Failures).")
     L.append("")
@@ -469,7 +470,8 @@ def main():
     for p in res["programs"]:
         row = [p["name"], p["metric"] + (" ↑" if p["higher_is_better"] else " ↓")]
         row += [cell(p["configs"].get(c)) for c in configs]
-        row += [pct(p.get("retpoline_overhead_recovered")), pct(p.get("pgo_overhead_recovered")),
+        nn = "n/a (overhead %.1f%%)" % p["retpoline_overhead_pct"] if p.get("overhead_recovered_note") else None
+        row += [nn or pct(p.get("retpoline_overhead_recovered")), nn or pct(p.get("pgo_overhead_recovered")),
                 "-" if p.get("relpoline_indirect_vs_plain") is None else "%.3f" % p["relpoline_indirect_vs_plain"]]
         L.append("| " + " | ".join(row) + " |")
     L.append("")

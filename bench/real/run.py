@@ -788,11 +788,21 @@ def derive(entry):
         if plain and e.get("median"):
             e["speed_vs_plain"] = (e["median"] / plain) if hib else (plain / e["median"])
     pl, rp, rl = med("plain"), med("retpoline"), med("relpoline")
-    if pl is not None and rp is not None and rl is not None and pl != rp:
-        entry["retpoline_overhead_recovered"] = (rl - rp) / (pl - rp)
     pg = med("pgo-retpoline")
-    if pl is not None and rp is not None and pg is not None and pl != rp:
-        entry["pgo_overhead_recovered"] = (pg - rp) / (pl - rp)
+    entry.pop("retpoline_overhead_recovered", None)
+    entry.pop("pgo_overhead_recovered", None)
+    if pl and rp:
+        # retpoline's cost on the medians, in percent of plain (>0: retpoline slower)
+        gap = (pl - rp) / pl * (1 if hib else -1) * 100
+        entry["retpoline_overhead_pct"] = gap
+        # a share of a gap smaller than the run-to-run noise means nothing
+        if gap < 2.0:
+            entry["overhead_recovered_note"] = "retpoline overhead %.1f%% (< 2%%): within noise, share not computed" % gap
+        else:
+            if rl is not None:
+                entry["retpoline_overhead_recovered"] = (rl - rp) / (pl - rp)
+            if pg is not None:
+                entry["pgo_overhead_recovered"] = (pg - rp) / (pl - rp)
     ri = med("relpoline-indirect")
     if pl and ri:
         entry["relpoline_indirect_vs_plain"] = (ri / pl) if hib else (pl / ri)
