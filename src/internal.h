@@ -73,7 +73,6 @@ struct rp_module {
 	int nseg;
 	bool alive, parsed, has_table, main_program;
 	uint64_t *table;            /* sorted thunk site addresses from the relocation list */
-	uint8_t *table_kind;        /* parallel: kind | reg << 4 */
 	size_t ntable;
 	uint64_t thunk[RP_NREGS], slow[RP_NREGS], plain[RP_NREGS], indirect[RP_NREGS];
 	struct rp_arena arena;
@@ -91,13 +90,11 @@ struct rp_site {
 	uint64_t stub;              /* current stub when promoted */
 	uint32_t ntargets;
 	uint64_t targets[RP_MAX_TARGETS_LIMIT];
-	uint64_t rate;              /* samples per epoch while learning */
 	uint64_t weakest;           /* expected samples per epoch of the weakest stub target */
 	uint32_t epochs;            /* in the current state */
 	uint32_t nacc;
 	uint64_t acc_total;
 	struct rp_count *acc;       /* learning samples or (promoted) misses, NULL when idle */
-	uint64_t epoch_samples;
 	bool touched;
 	bool seen;                  /* has had a sample (counted in sites_seen) */
 };
@@ -126,7 +123,6 @@ void rp_learn_reset_thread(void);
 void rp_policy_epoch(void);
 void rp_policy_demote_all(void);
 int rp_policy_sync(void);
-void rp_policy_recount(void);
 void rp_policy_forget_range(uint64_t lo, uint64_t hi);
 
 /* ---- stubs (stub.c) ---- */
@@ -147,10 +143,10 @@ struct rp_patch {
 enum { RP_PATCH_PENDING, RP_PATCH_DONE, RP_PATCH_ALREADY, RP_PATCH_REFUSED };
 int rp_patch_init(void);
 int rp_patch_apply(struct rp_patch *p, size_t n);
-bool rp_text_writable_fallback(void);
 
 /* ---- runtime (runtime.c) ---- */
 void rp_init(void);
+uint8_t rp_flags_wanted(void);
 void rp_note_main_program(void);
 int rp_epoch_locked(void);
 extern uint64_t rp_start_ns;

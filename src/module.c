@@ -232,12 +232,7 @@ RP_API void relpoline__register_module(struct rp_module_desc *d)
 	__atomic_store_n(&ranges[slot].hi, m->text_hi, __ATOMIC_RELEASE);
 	d->rt = m;
 	rp_stats.modules++;
-	uint8_t f = 0;
-	if (rp_cfg.fallback == RP_FB_INDIRECT && rp_cfg.mode == RP_MODE_ON)
-		f |= RP_F_INDIRECT;
-	if (rp_enabled && rp_can_patch)
-		f |= RP_F_LEARN;
-	__atomic_store_n(d->flags, f, __ATOMIC_RELEASE);
+	__atomic_store_n(d->flags, rp_flags_wanted(), __ATOMIC_RELEASE);
 	pthread_mutex_unlock(&rp_lock);
 	rp_debug("module %s registered: text %#lx-%#lx", m->path, (unsigned long)m->text_lo,
 		 (unsigned long)m->text_hi);
@@ -266,7 +261,6 @@ RP_API void relpoline__unregister_module(struct rp_module_desc *d)
 		rp_arena_release(m);
 		modules[m->id] = NULL;
 		free(m->table);
-		free(m->table_kind);
 		free(m);
 		rp_stats.modules--;
 	}

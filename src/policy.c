@@ -21,14 +21,11 @@
 #include <string.h>
 #include "internal.h"
 
-static uint64_t epoch_no;
-
 struct touched { struct rp_site **v; size_t n, cap; };
 
 static void acc_add(struct rp_site *s, uint64_t target, uint64_t count)
 {
 	s->acc_total += count;
-	s->epoch_samples += count;
 	if (!s->acc && !(s->acc = calloc(RP_ACC_MAX, sizeof(*s->acc))))
 		return;
 	for (uint32_t i = 0; i < s->nacc; i++)
@@ -101,6 +98,26 @@ static void to_learning(struct rp_site *s)
 	s->epochs = 0;
 }
 
+/*
+ * Put S on a new stub with TARGETS (most frequent first); the stub may keep
+ * fewer (s->ntargets: targets out of reach are left out).  False if no stub
+ * could be made (arena full, all targets out of reach).  The caller sets
+ * s->weakest.
+ */
+static bool install_stub(struct rp_site *s, const uint64_t *targets, unsigned k)
+{
+	unsigned used = 0;
+	uint64_t stub = rp_stub_emit(s->mod, s, targets, k, &used);
+	if (!stub)
+		return false;
+	s->versions++;
+	s->stub = stub;
+	s->ntargets = used;
+	memcpy(s->targets, targets, used * sizeof(targets[0]));
+	s->state = RP_SS_PROMOTED;
+	return true;
+}
+
 static void decide_learning(struct rp_site *s)
 {
 	if (s->acc_total < (uint64_t)rp_cfg.promote_min || !s->acc)
@@ -115,22 +132,11 @@ static void decide_learning(struct rp_site *s)
 		targets[k++] = s->acc[i].target;
 		cum += s->acc[i].count;
 	}
-	uint64_t rate = total / (s->epochs + 1);
 	bool pays = k && cum * 100 >= total * (uint64_t)rp_cfg.min_coverage;
-	unsigned used = 0;
-	uint64_t stub = 0;
-	if (pays && s->versions < (uint32_t)rp_cfg.max_versions)
-		stub = rp_stub_emit(s->mod, s, targets, k, &used);
-	if (stub) {
-		s->versions++;
-		s->stub = stub;
-		s->ntargets = used;
-		memcpy(s->targets, targets, used * sizeof(targets[0]));
-		s->rate = rate ? rate : 1;
-		s->weakest = s->acc[used - 1].count / (s->epochs + 1);
-		s->state = RP_SS_PROMOTED;
+	if (pays && s->versions < (uint32_t)rp_cfg.max_versions && install_stub(s, targets, k)) {
+		s->weakest = s->acc[s->ntargets - 1].count / (s->epochs + 1);
 		rp_debug("site %#lx: promoted with %u targets (%lu%% of %lu samples)",
-			 (unsigned long)s->addr, used, (unsigned long)(cum * 100 / total),
+			 (unsigned long)s->addr, s->ntargets, (unsigned long)(cum * 100 / total),
 			 (unsigned long)total);
 	} else {
 		s->state = RP_SS_PINNED;
@@ -189,20 +195,14 @@ static void decide_promoted(struct rp_site *s)
 		if (!dup)
 			targets[k++] = s->targets[i];
 	}
-	unsigned used = 0;
-	uint64_t stub = rp_stub_emit(s->mod, s, targets, k, &used);
 	rp_stats.relearns++;
-	if (!stub) {
+	if (!install_stub(s, targets, k)) {
 		to_learning(s);
 		return;
 	}
-	rp_debug("site %#lx: %lu misses, new stub with %u targets", (unsigned long)s->addr,
-		 (unsigned long)misses, used);
-	s->versions++;
-	s->stub = stub;
-	s->ntargets = used;
-	memcpy(s->targets, targets, used * sizeof(targets[0]));
 	s->weakest = weakest;
+	rp_debug("site %#lx: %lu misses, new stub with %u targets", (unsigned long)s->addr,
+		 (unsigned long)misses, s->ntargets);
 	acc_reset(s);
 	s->epochs = 0;
 }
@@ -267,7 +267,7 @@ static void count_site(struct rp_site *s, void *arg)
 	}
 }
 
-void rp_policy_recount(void)
+static void recount(void)
 {
 	rp_stats.sites_promoted = rp_stats.sites_pinned = rp_stats.stub_targets = 0;
 	memset(rp_stats.stub_hist, 0, sizeof(rp_stats.stub_hist));
@@ -278,13 +278,11 @@ int rp_policy_sync(void)
 {
 	struct plan pl = { 0 };
 	rp_sites_foreach(plan_site, &pl);
-	int r = pl.n ? rp_patch_apply(pl.p, pl.n) : 0;
+	int r = rp_patch_apply(pl.p, pl.n);   /* counts an empty pass itself */
 	if (r < 0) {
 		rp_warn("patching code failed (%s): running with plain retpolines", strerror(-r));
 		rp_can_patch = false;
-		rp_module_set_flags(rp_cfg.fallback == RP_FB_INDIRECT ? RP_F_INDIRECT : 0);
-	} else if (!pl.n) {
-		rp_stats.patch_passes_empty++;
+		rp_module_set_flags(rp_flags_wanted());
 	}
 	for (size_t i = 0; r >= 0 && i < pl.n; i++) {
 		struct rp_patch *p = &pl.p[i];
@@ -299,14 +297,13 @@ int rp_policy_sync(void)
 		}
 	}
 	free(pl.p);
-	rp_policy_recount();
+	recount();
 	return r;
 }
 
 void rp_policy_epoch(void)
 {
 	struct touched t = { 0 };
-	epoch_no++;
 	rp_learn_aggregate(on_sample, &t);
 	rp_sites_foreach(age, NULL);
 	for (size_t i = 0; i < t.n; i++) {

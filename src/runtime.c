@@ -39,7 +39,8 @@ uint64_t rp_now_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
-static uint8_t flags_wanted(void)
+/* The thunks' flag byte every module should have now (under rp_lock). */
+uint8_t rp_flags_wanted(void)
 {
 	uint8_t f = 0;
 	if (rp_cfg.mode == RP_MODE_ON && rp_cfg.fallback == RP_FB_INDIRECT)
@@ -57,7 +58,7 @@ static void ensure_patch_ready(void)
 	patch_ready = true;
 	if (rp_patch_init() < 0) {
 		rp_can_patch = false;
-		rp_module_set_flags(flags_wanted());
+		rp_module_set_flags(rp_flags_wanted());
 	}
 }
 
@@ -126,10 +127,7 @@ static void fork_child(void)
 	rp_modules_after_fork();   /* stub arenas are shared memory: take private copies */
 	worker_running = false;
 	patch_ready = false;    /* membarrier registration belongs to the parent's mm */
-	pthread_mutex_unlock(&rp_lock);
-	pthread_mutex_lock(&rp_lock);
-	if (rp_enabled)
-		start_worker();
+	start_worker();         /* still holding rp_lock, taken by fork_prepare */
 	pthread_mutex_unlock(&rp_lock);
 }
 
@@ -216,7 +214,7 @@ static int set_enabled_locked(bool on)
 		return -ENOTSUP;
 	rp_enabled = on;
 	rp_policy_demote_all();
-	rp_module_set_flags(flags_wanted());
+	rp_module_set_flags(rp_flags_wanted());
 	if (on) {
 		ensure_patch_ready();
 		start_worker();
@@ -267,7 +265,7 @@ RP_API int relpoline_config_set(const char *name, const char *value)
 		if (rp_cfg.mode != old_mode)
 			r = set_enabled_locked(rp_cfg.mode == RP_MODE_ON);
 		else
-			rp_module_set_flags(flags_wanted());
+			rp_module_set_flags(rp_flags_wanted());
 		if (r == 0 && rp_policy_sync() < 0)   /* the fallback of pinned sites may have changed */
 			r = -ENOTSUP;
 		start_worker();

@@ -70,11 +70,9 @@ static void *map_at(uint64_t at, size_t size, int prot, int flags, int fd)
 	return p;
 }
 
-static int arena_init(struct rp_module *m)
+/* A sized memfd for an arena, executable where the system allows it; -1 if none. */
+static int arena_memfd(size_t size)
 {
-	struct rp_arena *a = &m->arena;
-	size_t size = ((size_t)rp_cfg.arena_kb * 1024 + 0xfff) & ~(size_t)0xfff;
-	const uint64_t step = 2u << 20;
 	int fd = (int)syscall(SYS_memfd_create, "relpoline-arena", MFD_CLOEXEC | MFD_EXEC);
 	if (fd < 0)
 		fd = (int)syscall(SYS_memfd_create, "relpoline-arena", MFD_CLOEXEC);
@@ -83,6 +81,15 @@ static int arena_init(struct rp_module *m)
 		close(fd);
 		fd = -1;
 	}
+	return fd;
+}
+
+static int arena_init(struct rp_module *m)
+{
+	struct rp_arena *a = &m->arena;
+	size_t size = ((size_t)rp_cfg.arena_kb * 1024 + 0xfff) & ~(size_t)0xfff;
+	const uint64_t step = 2u << 20;
+	int fd = arena_memfd(size);
 	bool memfd_ok = fd >= 0;
 	/* Candidates: below the module first (above an executable lies its brk heap). */
 	for (int pass = 0; pass < 2 && !a->rx; pass++) {
@@ -165,11 +172,9 @@ void rp_arena_after_fork(struct rp_module *m)
 	struct rp_arena *a = &m->arena;
 	if (!a->rx || a->rw == a->rx)
 		return;   /* none, or anonymous private memory: fork already copied it */
-	int fd = (int)syscall(SYS_memfd_create, "relpoline-arena", MFD_CLOEXEC | MFD_EXEC);
-	if (fd < 0)
-		fd = (int)syscall(SYS_memfd_create, "relpoline-arena", MFD_CLOEXEC);
+	int fd = arena_memfd(a->size);
 	void *rw = MAP_FAILED;
-	if (fd >= 0 && ftruncate(fd, (off_t)a->size) == 0)
+	if (fd >= 0)
 		rw = mmap(NULL, a->size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
 	if (rw != MAP_FAILED) {
 		memcpy(rw, a->rw, a->used);
