@@ -67,16 +67,24 @@ fi
 
 declare -A BUILT
 
-# build CC NAME OUTFILE ARGS...: compile with relpoline-cc for compiler CC.
-build() {
-	local cc=$1 name=$2 out=$3
-	shift 3
-	if RELPOLINE_CC=$cc "$RCC" $CFLAGS -o "$out" "$@" >>"$OUT/build.log" 2>&1; then
+# run_build CC NAME COMMAND...: run a build command, remember whether NAME built.
+run_build() {
+	local cc=$1 name=$2
+	shift 2
+	if "$@" >>"$OUT/build.log" 2>&1; then
 		BUILT[$cc/$name]=1
 	else
 		BUILT[$cc/$name]=0
 		echo "build of $name failed: see $OUT/build.log" >&2
 	fi
+}
+
+# build CC NAME OUTFILE ARGS...: compile with relpoline-cc for compiler CC.
+build() {
+	local cc=$1 name=$2 out=$3
+	shift 3
+	# shellcheck disable=SC2086
+	run_build "$cc" "$name" env RELPOLINE_CC="$cc" "$RCC" $CFLAGS -o "$out" "$@"
 }
 
 # buildxx CC NAME OUTFILE ARGS...: the same for C++ with relpoline-c++.
@@ -87,12 +95,7 @@ buildxx() {
 	local flags="-O2 -g -Wall"
 	[ "$SAN" = 1 ] && flags="$flags -fsanitize=address,undefined -fno-sanitize-recover=undefined"
 	# shellcheck disable=SC2086
-	if RELPOLINE_CXX=$cxx "$B/bin/relpoline-c++" $flags -o "$out" "$@" >>"$OUT/build.log" 2>&1; then
-		BUILT[$cc/$name]=1
-	else
-		BUILT[$cc/$name]=0
-		echo "build of $name failed: see $OUT/build.log" >&2
-	fi
+	run_build "$cc" "$name" env RELPOLINE_CXX="$cxx" "$B/bin/relpoline-c++" $flags -o "$out" "$@"
 }
 
 # first "check failed" line (or last stderr line) as the reason
@@ -215,7 +218,8 @@ stress_report() {
 
 # objdump: the site kinds the tests rely on really are in the binaries.
 objdump_kinds() {
-	local cc=$1 name=$cc/objdump-site-kinds
+	local cc=$1
+	local name=$cc/objdump-site-kinds
 	selected "$name" || return 0
 	if ! command -v objdump >/dev/null; then fail "$name" "objdump not found"; return; fi
 	if [ "${BUILT[$cc/t_regs]:-0}" != 1 ] || [ "${BUILT[$cc/t_tail]:-0}" != 1 ]; then
