@@ -2,7 +2,8 @@
 # Install what relpoline needs to build, test and benchmark, from Debian's
 # packages.  Idempotent: does nothing when everything is already there.
 set -e
-pkgs="build-essential clang libelf-dev libcapstone-dev pkg-config valgrind python3 binutils"
+# libclang-rt-14-dev: clang's sanitizer runtimes (make check-san), only a Recommends of clang.
+pkgs="build-essential clang libclang-rt-14-dev libelf-dev libcapstone-dev pkg-config valgrind python3 binutils"
 case "${1:-}" in
 bench) pkgs="$pkgs gnuplot-nox" ;;
 esac
