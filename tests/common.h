@@ -164,6 +164,29 @@ static UNUSED const void *t_branch_dest(const void *site, char *kind)
 	return NULL;
 }
 
+/*
+ * Where a thunk site really goes.  Since ABI 3 every site of a registered
+ * module is rewritten once, at registration, to call its own cell in the
+ * module's stub arena: a 5-byte "jmp rel32" whose rel32 is 4-byte aligned.
+ * Every later state change (learning, promoted, pinned, disabled) only
+ * retargets that jmp.  This follows the site's branch and, if it lands on
+ * a cell, the cell's jmp; *CELL (if not NULL) gets the cell or NULL.
+ */
+static UNUSED const void *t_site_dest(const void *site, const void **cell)
+{
+	const unsigned char *d = t_branch_dest(site, NULL);
+	if (cell)
+		*cell = NULL;
+	if (d && d[0] == 0xe9 && ((uintptr_t)(d + 1) & 3) == 0) {
+		int32_t rel;
+		memcpy(&rel, d + 1, 4);
+		if (cell)
+			*cell = d;
+		return d + 5 + rel;
+	}
+	return d;
+}
+
 static UNUSED uint64_t t_env_u64(const char *name, uint64_t dflt)
 {
 	const char *v = getenv(name);
