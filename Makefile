@@ -23,16 +23,15 @@ MOD_CFLAGS := $(BASE) -mgeneral-regs-only -fno-stack-protector -fno-builtin $(NO
               -fcf-protection=none -fno-sanitize=all
 
 RT_SRCS  := src/config.c src/runtime.c src/learn.c src/policy.c src/stub.c \
-            src/patch.c src/module.c src/report.c
+            src/patch.c src/module.c src/report.c src/alloc.c
 MOD_SRCS := src/record.c src/module_ctor.c
 MOD_ASM  := src/thunks.S
 
-RT_OBJS  := $(RT_SRCS:src/%.c=$(B)/obj/%.o)
-SO_OBJS  := $(RT_OBJS) $(B)/obj/sigmask.o
+RT_OBJS  := $(RT_SRCS:src/%.c=$(B)/obj/%.o) $(B)/obj/epoch_inline.o
 MOD_OBJS := $(MOD_SRCS:src/%.c=$(B)/obj/mod/%.o) $(B)/obj/mod/thunks.o
 HDRS     := $(wildcard src/*.h) include/relpoline.h
 
-LIBS := -lelf -lpthread
+LIBS := -lpthread
 
 all: $(B)/lib/librelpoline.so $(B)/lib/librelpoline.a $(B)/lib/relpoline-module.o \
      $(B)/bin/relpoline-cc $(B)/bin/relpoline-c++ $(B)/include/relpoline.h \
@@ -45,6 +44,10 @@ $(B)/obj/%.o: src/%.c $(HDRS)
 $(B)/obj/mod/%.o: src/%.c $(HDRS)
 	@mkdir -p $(dir $@)
 	$(CC) $(MOD_CFLAGS) -c $< -o $@
+
+$(B)/obj/epoch_inline.o: src/epoch_inline.S
+	@mkdir -p $(dir $@)
+	$(CC) -c $< -o $@
 
 $(B)/obj/mod/thunks.o: src/thunks.S src/abi.h
 	@mkdir -p $(dir $@)
@@ -59,10 +62,10 @@ $(B)/lib/relpoline-module.o: $(MOD_OBJS)
 	 if [ -n "$$bad" ]; then echo "relpoline-module.o must not call: $$bad" >&2; rm -f $@.tmp; exit 1; fi
 	mv $@.tmp $@
 
-$(B)/lib/librelpoline.so: $(SO_OBJS) src/relpoline.map
+$(B)/lib/librelpoline.so: $(RT_OBJS) src/relpoline.map
 	@mkdir -p $(dir $@)
 	$(CC) -shared -Wl,--version-script=src/relpoline.map -Wl,-soname,librelpoline.so.0 \
-	    -Wl,-z,now $(SAN_CFLAGS) $(SO_OBJS) -o $@ $(LIBS) -ldl
+	    -Wl,-z,now $(SAN_CFLAGS) $(RT_OBJS) -o $@ $(LIBS)
 	ln -sf librelpoline.so $(B)/lib/librelpoline.so.0
 
 $(B)/lib/librelpoline.a: $(RT_OBJS)

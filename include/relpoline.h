@@ -77,12 +77,12 @@ struct relpoline_stats {
 	uint64_t epochs;            /* policy epochs run */
 	uint64_t patch_passes;      /* passes that changed at least one byte */
 	uint64_t patch_passes_empty;/* passes that found nothing to change */
-	uint64_t sites_patched;     /* site rewrites (each is one instruction) */
-	uint64_t bytes_written;     /* code bytes written, INT3 steps included */
-	uint64_t protect_changes;   /* mprotect calls on code */
+	uint64_t sites_patched;     /* sites rewritten at load + cell retargets */
+	uint64_t bytes_written;     /* code bytes written: sites at load, cells after */
+	uint64_t protect_changes;   /* always 0: code protections are never changed */
 	uint64_t membarriers;       /* membarrier(SYNC_CORE) calls */
 	uint64_t syscalls;          /* every syscall the patcher and arenas made */
-	uint64_t traps_emulated;    /* threads that hit an INT3 mid-patch */
+	uint64_t traps_emulated;    /* always 0: patching traps nothing (kept for the layout) */
 	uint64_t arena_bytes;       /* stub memory in use (all modules) */
 	uint64_t worker_ns;         /* time spent in epochs */
 	uint64_t first_promotion_ns;/* from runtime start to the first promotion */

@@ -10,14 +10,14 @@
 #ifndef RELPOLINE_ABI_H
 #define RELPOLINE_ABI_H
 
-#define RP_ABI 2
+#define RP_ABI 3
 
 /*
- * The slow-path frame.  Every entry into the slow path (thunk while
- * learning, stub miss, tail-site learning entry) pushes one word (the site
- * word) and then the same 15 general registers in the same order, so every
- * exit restores from the same layout: the lesson of seed 002.  Indices are
- * the word offsets from the frame base (lowest address = last push).
+ * The slow-path frame.  Every entry into the slow path (a site's learning
+ * entry, a stub's miss path) pushes one word (the site word) and then the
+ * same 15 general registers in the same order, so every exit restores
+ * from the same layout: the lesson of seed 002.  Indices are the word
+ * offsets from the frame base (lowest address = last push).
  */
 #define RP_R15 0
 #define RP_R14 1
@@ -35,15 +35,19 @@
 #define RP_RCX 13
 #define RP_RAX 14
 #define RP_NREGS 15
-#define RP_FRAME_SITE 15   /* site word: -1 (thunk entry) or site - module base */
+#define RP_FRAME_SITE 15   /* site word: site - module base, RP_SITE_MISS set on a stub's miss path */
 #define RP_FRAME_RET  16   /* the word above: return address of a call site */
 
 /* Per-module flag byte, written by the runtime, read by the thunks. */
 #define RP_F_LEARN    1    /* record samples on the slow path */
 #define RP_F_INDIRECT 2    /* fallback is a plain jmp *reg, not a retpoline */
 
-/* Site word pushed by the thunk entry: the site is the return address - 5. */
-#define RP_SITE_FROM_RET (-1)
+/*
+ * The site word is pushed as a sign-extended imm32: bit 31 (so every bit
+ * above it) marks a miss of a promoted site's stub, as opposed to a sample
+ * taken by its learning entry.  Offsets stay below 2 GiB.
+ */
+#define RP_SITE_MISS 0x80000000
 
 #define RP_TTAB_SIZE 1024  /* entries per thread table (power of two) */
 #define RP_TTAB_PROBE 16
@@ -53,7 +57,7 @@
 
 struct rp_frame {
 	uint64_t gpr[RP_NREGS];
-	int64_t site_word;
+	int64_t site_word;         /* see RP_SITE_MISS */
 	uint64_t ret;
 };
 
@@ -65,7 +69,7 @@ struct rp_sample {
 	uint32_t meta;     /* RP_META_* */
 };
 #define RP_META_REG(m)    ((m) & 0xff)
-#define RP_META_FROM_RET  0x100   /* site inferred from a return address */
+#define RP_META_MISS      0x100   /* taken on a stub's miss path */
 
 /*
  * Per-thread sample table.  Allocated by the thread itself on its first
@@ -79,6 +83,8 @@ struct rp_ttab {
 	uint32_t tid;
 	uint32_t busy;             /* re-entrancy guard: a signal handler in the middle of a record */
 	uint64_t dropped;          /* samples not stored */
+	uint32_t tick;             /* slow-path calls, for the inline epoch check */
+	uint32_t pad;
 	struct rp_sample e[RP_TTAB_SIZE];
 };
 
@@ -86,7 +92,13 @@ struct rp_ttab {
 struct rp_shared {
 	uint64_t gen;              /* current sampling generation */
 	struct rp_ttab *head;      /* lock-free push of new thread tables */
+	/*
+	 * RELPOLINE_THREAD=off: no worker thread; the slow path runs an epoch
+	 * on the application's thread once the TSC passes epoch_due (0: never).
+	 */
+	uint64_t epoch_due;
 };
+#define RP_INLINE_CHECK 16   /* a thread looks at the TSC every this many slow-path calls */
 
 /* What a module tells the runtime about itself. */
 struct rp_module_desc {
@@ -105,5 +117,6 @@ extern struct rp_shared relpoline__shared;
 extern __thread struct rp_ttab *relpoline__ttab __attribute__((tls_model("initial-exec")));
 void relpoline__register_module(struct rp_module_desc *d);
 void relpoline__unregister_module(struct rp_module_desc *d);
+void relpoline__epoch_inline(void);
 #endif
 #endif

@@ -15,7 +15,7 @@
 
 struct rp_config rp_cfg;
 
-enum kind { K_ENUM, K_LONG, K_STATS };
+enum kind { K_ENUM, K_LONG, K_STATS, K_LOG };
 
 struct opt {
 	const char *name;
@@ -28,8 +28,8 @@ struct opt {
 
 static const char *const mode_names[] = { "off", "on", NULL };
 static const char *const fallback_names[] = { "retpoline", "indirect", NULL };
-static const char *const write_names[] = { "auto", "mprotect", "procmem", NULL };
 static const char *const bool_names[] = { "0", "1", NULL };
+static const char *const onoff_names[] = { "off", "on", NULL };
 
 #define O(f) offsetof(struct rp_config, f)
 static const struct opt opts[] = {
@@ -57,10 +57,12 @@ static const struct opt opts[] = {
 	  "epochs a site stays on the fallback before it is learned again" },
 	{ "arena_kb", K_LONG, O(arena_kb), 4096, 64, 1 << 20, NULL,
 	  "stub memory per module, KiB" },
-	{ "write", K_ENUM, O(write_method), RP_WRITE_AUTO, 0, 2, write_names,
-	  "how code pages are written" },
+	{ "thread", K_ENUM, O(thread), 1, 0, 1, onoff_names,
+	  "on = a worker thread runs epochs; off = no thread, the slow path runs them" },
 	{ "perf_map", K_ENUM, O(perf_map), 0, 0, 1, bool_names,
 	  "1 = describe stubs in /tmp/perf-PID.map" },
+	{ "log", K_LOG, O(log), 0, 0, 1, NULL,
+	  "where warnings go: stderr, or a file PATH (appended to)" },
 	{ "verbose", K_ENUM, O(verbose), 0, 0, 1, bool_names,
 	  "1 = log decisions on stderr" },
 };
@@ -84,7 +86,9 @@ static void valid_values(const struct opt *o, char *buf, size_t len)
 		for (int i = 0; o->names[i]; i++)
 			n += snprintf(buf + n, n < len ? len - n : 0, "%s%s", i ? "|" : "", o->names[i]);
 	} else if (o->kind == K_STATS) {
-		snprintf(buf, len, "0|1|json:PATH");
+		snprintf(buf, len, "0|1|json:PATH (%%p: the pid)");
+	} else if (o->kind == K_LOG) {
+		snprintf(buf, len, "stderr|PATH");
 	} else {
 		snprintf(buf, len, "an integer from %ld to %ld", o->min, o->max);
 	}
@@ -106,6 +110,15 @@ static int parse(const struct opt *o, const char *v, long *out, char *path, size
 		if (!strncmp(v, "json:", 5) && v[5] && strlen(v + 5) < plen) {
 			snprintf(path, plen, "%s", v + 5);
 			*out = 2;
+			return 0;
+		}
+		return -EINVAL;
+	}
+	if (o->kind == K_LOG) {
+		if (!strcmp(v, "stderr")) { *out = 0; return 0; }
+		if (v[0] && strlen(v) < plen) {
+			snprintf(path, plen, "%s", v);
+			*out = 1;
 			return 0;
 		}
 		return -EINVAL;
@@ -145,6 +158,8 @@ int rp_config_set(const char *name, const char *value, bool from_env)
 	*slot(o) = x;
 	if (o->kind == K_STATS && x == 2)
 		memcpy(rp_cfg.stats_path, path, sizeof(path));
+	if (o->kind == K_LOG && x == 1)
+		memcpy(rp_cfg.log_path, path, sizeof(path));
 	return 0;
 }
 
@@ -175,6 +190,8 @@ int rp_config_get(const char *name, char *buf, size_t len)
 		n = snprintf(buf, len, "%s", o->names[x]);
 	else if (o->kind == K_STATS)
 		n = x == 2 ? snprintf(buf, len, "json:%s", rp_cfg.stats_path) : snprintf(buf, len, "%ld", x);
+	else if (o->kind == K_LOG)
+		n = snprintf(buf, len, "%s", x ? rp_cfg.log_path : "stderr");
 	else
 		n = snprintf(buf, len, "%ld", x);
 	return n < 0 || (size_t)n >= len ? -ERANGE : 0;

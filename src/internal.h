@@ -16,7 +16,6 @@
 /* ---- configuration (config.c) ---- */
 enum { RP_MODE_OFF, RP_MODE_ON };
 enum { RP_FB_RETPOLINE, RP_FB_INDIRECT };
-enum { RP_WRITE_AUTO, RP_WRITE_MPROTECT, RP_WRITE_PROCMEM };
 
 struct rp_config {
 	long mode;
@@ -32,14 +31,23 @@ struct rp_config {
 	long max_versions;
 	long pin_epochs;
 	long arena_kb;
-	long write_method;
+	long thread;             /* 1: a worker thread runs epochs; 0: the slow path does */
 	long perf_map;
+	long log;                /* 0 stderr, 1 log_path */
+	char log_path[512];
 	long verbose;
 };
 extern struct rp_config rp_cfg;
 void rp_config_load_env(void);
 int rp_config_set(const char *name, const char *value, bool from_env);
 int rp_config_get(const char *name, char *buf, size_t len);
+
+/* ---- the runtime's own memory (alloc.c): never the application's malloc ---- */
+void *rp_alloc(size_t n);
+void *rp_zalloc(size_t n);
+void *rp_realloc(void *p, size_t n);
+void rp_free(void *p);
+void rp_sort(void *base, size_t n, size_t size, int (*cmp)(const void *, const void *));
 
 /* ---- logging, stats (report.c) ---- */
 void rp_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -56,9 +64,8 @@ enum rp_site_state { RP_SS_LEARNING, RP_SS_PROMOTED, RP_SS_PINNED, RP_SS_REJECTE
 struct rp_count { uint64_t target, count; };
 
 struct rp_arena {
-	uint8_t *rx, *rw;        /* two views of one memfd, or rx == rw (anonymous RWX) */
+	uint8_t *rx, *rw;        /* two views of one memfd (closed once both are mapped) */
 	size_t size, used;
-	int fd;
 	bool failed;
 };
 
@@ -71,9 +78,8 @@ struct rp_module {
 	uint64_t text_lo, text_hi;  /* union of executable segments */
 	struct rp_seg seg[16];
 	int nseg;
-	bool alive, parsed, has_table, main_program;
-	uint64_t *table;            /* sorted thunk site addresses from the relocation list */
-	size_t ntable;
+	bool alive, main_program;
+	size_t nsites;              /* thunk sites rewritten to their cells */
 	uint64_t thunk[RP_NREGS], slow[RP_NREGS], plain[RP_NREGS], indirect[RP_NREGS];
 	struct rp_arena arena;
 	unsigned id;
@@ -83,13 +89,13 @@ struct rp_site {
 	uint64_t addr;
 	struct rp_module *mod;
 	uint8_t kind, reg, len, state;
-	uint8_t opcode[2];          /* bytes before the rel32 (e8 / e9 / 0f 8x) */
 	uint32_t versions;          /* stubs emitted for this site */
-	uint64_t cur;               /* where the rel32 points now */
-	uint64_t learn_entry;       /* tail sites: arena entry that pushes the site word */
+	uint64_t cell;              /* RX address of its cell: the jmp the site calls */
+	uint64_t cur;               /* where the cell's jmp points now */
+	uint64_t learn_entry;       /* arena entry that pushes the site word */
 	uint64_t stub;              /* current stub when promoted */
 	uint32_t ntargets;
-	uint64_t targets[RP_MAX_TARGETS_LIMIT];
+	uint64_t *targets;          /* RP_MAX_TARGETS_LIMIT entries, allocated at the first stub */
 	uint64_t weakest;           /* expected samples per epoch of the weakest stub target */
 	uint32_t epochs;            /* in the current state */
 	uint32_t nacc;
@@ -104,14 +110,12 @@ extern bool rp_enabled;         /* learning and promotion wanted (mode on, not d
 extern bool rp_can_patch;       /* the patcher works in this process */
 
 struct rp_module *rp_module_of(uint64_t addr);
-void rp_modules_parse_new(void);
 struct rp_site *rp_site_lookup(uint64_t addr);
-struct rp_site *rp_site_validate(uint64_t addr, uint32_t meta);
 void rp_site_seen(struct rp_site *s);
 void rp_sites_foreach(void (*fn)(struct rp_site *, void *), void *arg);
 void rp_module_set_flags(uint8_t flags);
 void rp_modules_after_fork(void);
-bool rp_addr_in_text(uint64_t addr);  /* lock-free: for the SIGTRAP handler */
+void rp_modules_reap(void);
 uint64_t rp_site_desired(const struct rp_site *s);
 
 /* ---- learning (learn.c) ---- */
@@ -126,28 +130,30 @@ int rp_policy_sync(void);
 void rp_policy_forget_range(uint64_t lo, uint64_t hi);
 
 /* ---- stubs (stub.c) ---- */
+/* Emit a stub; KEEP gets the targets it compares (those within reach), *USED their number. */
 uint64_t rp_stub_emit(struct rp_module *m, struct rp_site *s, const uint64_t *targets,
-		      unsigned n, unsigned *used);
-uint64_t rp_entry_emit(struct rp_module *m, struct rp_site *s);
+		      unsigned n, uint64_t *keep, unsigned *used);
+int rp_cells_emit(struct rp_module *m, struct rp_site **sites, size_t n);
+int rp_arena_init(struct rp_module *m);
 void rp_arena_release(struct rp_module *m);
 void rp_arena_after_fork(struct rp_module *m);
+bool rp_arena_emitted(void);   /* new code since the last call */
 
 /* ---- patching (patch.c) ---- */
 struct rp_patch {
-	uint64_t addr;
-	uint8_t len, kind;
-	uint8_t old[8], new[8];
-	uint8_t status;          /* RP_PATCH_*, set by rp_patch_apply */
 	struct rp_site *site;
+	uint64_t to;             /* where the cell's jmp should point */
+	uint8_t status;          /* RP_PATCH_*, set by rp_patch_apply */
 };
 enum { RP_PATCH_PENDING, RP_PATCH_DONE, RP_PATCH_ALREADY, RP_PATCH_REFUSED };
-int rp_patch_init(void);
+void rp_patch_init(void);
 int rp_patch_apply(struct rp_patch *p, size_t n);
+int rp_patch_sites(struct rp_module *m, struct rp_site **sites, size_t n);
+void rp_patch_cell_reset(struct rp_site *s);
 
 /* ---- runtime (runtime.c) ---- */
 void rp_init(void);
 uint8_t rp_flags_wanted(void);
-void rp_note_main_program(void);
 int rp_epoch_locked(void);
 extern uint64_t rp_start_ns;
 extern bool rp_exiting;

@@ -2,39 +2,45 @@
  * Module registry and call-site identification.
  *
  * A module (the executable or a shared object built with relpoline-cc)
- * registers from its constructor.  The worker later reads the module's
- * relocation list (kept by -Wl,--emit-relocs) with libelf: every PC32 or
- * PLT32 relocation in an executable section whose field is preceded by
- * e8 (call), e9 (jmp) or 0f 8x (jcc) and whose rel32, read from memory,
- * lands on one of this module's thunks is a thunk site.  A modrm byte in
- * front of a RIP-relative disp32 always has mod=00, so e8/e9/8x there can
- * only be an opcode.  Without a relocation list, call sites are still
- * found from return addresses and verified by their bytes; tail sites are
- * then not promotable (docs/design.md).
+ * registers from its constructor.  Registration reads the module's
+ * relocation list (kept by -Wl,--emit-relocs) straight from its file:
+ * every PC32 or PLT32 relocation in an executable section whose field is
+ * preceded by e8 (call), e9 (jmp) or 0f 8x (jcc) and whose rel32, read
+ * from memory, lands on one of this module's thunks is a thunk site.  A
+ * modrm byte in front of a RIP-relative disp32 always has mod=00, so
+ * e8/e9/8x there can only be an opcode.  Each site gets a record, a cell
+ * in the module's arena, and is rewritten once to go through its cell
+ * (patch.c, step A).  A module without a relocation list has no known
+ * sites: its calls keep the thunks' plain retpolines.
  *
- * Locking: everything here runs under rp_lock, except rp_addr_in_text(),
- * which the SIGTRAP handler calls.
+ * The file is read with mmap and a few lines of ELF walking rather than
+ * libelf: libelf allocates with the application's malloc, and relpoline
+ * never calls it (alloc.c).
+ *
+ * Locking: everything here runs under rp_lock, except the lookup of the
+ * module's segments (dl_iterate_phdr takes the loader's lock).
  */
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <gelf.h>
-#include <libelf.h>
+#include <elf.h>
 #include <link.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
+#if __has_include(<valgrind/valgrind.h>)
+#include <valgrind/valgrind.h>
+#else
+#define RUNNING_ON_VALGRIND 0
+#endif
 #include "internal.h"
 
 #define MAX_MODULES 256
 
 static struct rp_module *modules[MAX_MODULES];
 static unsigned nmodules;
-
-/* Lock-free copy of the executable ranges, for the signal handler. */
-static struct { uint64_t lo, hi; } ranges[MAX_MODULES];
 
 /* Site map: open addressing on the site address, grown under rp_lock. */
 static struct rp_site **map;
@@ -58,7 +64,7 @@ static void map_put(struct rp_site *s)
 {
 	if ((map_used + 1) * 2 > map_cap) {
 		size_t ncap = map_cap ? map_cap * 2 : 1024;
-		struct rp_site **n = calloc(ncap, sizeof(*n));
+		struct rp_site **n = rp_zalloc(ncap * sizeof(*n));
 		if (!n)
 			return;
 		for (size_t i = 0; i < map_cap; i++)
@@ -68,7 +74,7 @@ static void map_put(struct rp_site *s)
 					j = (j + 1) & (ncap - 1);
 				n[j] = map[i];
 			}
-		free(map);
+		rp_free(map);
 		map = n;
 		map_cap = ncap;
 	}
@@ -90,13 +96,14 @@ static void map_drop_module(struct rp_module *m)
 		if (!old[i])
 			continue;
 		if (old[i]->mod == m) {
-			free(old[i]->acc);
-			free(old[i]);
+			rp_free(old[i]->acc);
+			rp_free(old[i]->targets);
+			rp_free(old[i]);
 		} else {
 			map_put(old[i]);
 		}
 	}
-	free(old);
+	rp_free(old);
 }
 
 void rp_sites_foreach(void (*fn)(struct rp_site *, void *), void *arg)
@@ -116,15 +123,11 @@ struct rp_module *rp_module_of(uint64_t addr)
 	return NULL;
 }
 
-bool rp_addr_in_text(uint64_t addr)
+static void reset_cell(struct rp_site *s, void *arg)
 {
-	for (unsigned i = 0; i < MAX_MODULES; i++) {
-		uint64_t lo = __atomic_load_n(&ranges[i].lo, __ATOMIC_ACQUIRE);
-		uint64_t hi = __atomic_load_n(&ranges[i].hi, __ATOMIC_ACQUIRE);
-		if (addr >= lo && addr < hi)
-			return true;
-	}
-	return false;
+	(void)arg;
+	if (s->cell)
+		rp_patch_cell_reset(s);
 }
 
 void rp_modules_after_fork(void)
@@ -132,6 +135,7 @@ void rp_modules_after_fork(void)
 	for (unsigned i = 0; i < nmodules; i++)
 		if (modules[i])
 			rp_arena_after_fork(modules[i]);
+	rp_sites_foreach(reset_cell, NULL);
 }
 
 void rp_module_set_flags(uint8_t flags)
@@ -183,6 +187,8 @@ mine:
 	return 1;
 }
 
+static void register_sites(struct rp_module *m);
+
 RP_API void relpoline__register_module(struct rp_module_desc *d)
 {
 	rp_init();
@@ -191,7 +197,7 @@ RP_API void relpoline__register_module(struct rp_module_desc *d)
 			"it keeps plain retpolines", d->abi, RP_ABI);
 		return;
 	}
-	struct rp_module *m = calloc(1, sizeof(*m));
+	struct rp_module *m = rp_zalloc(sizeof(*m));
 	if (!m)
 		return;
 	m->desc = d;
@@ -202,25 +208,23 @@ RP_API void relpoline__register_module(struct rp_module_desc *d)
 		m->plain[i] = (uint64_t)(uintptr_t)d->plain[i];
 		m->indirect[i] = (uint64_t)(uintptr_t)d->indirect[i];
 	}
-	m->arena.fd = -1;
 	/* Outside rp_lock: dl_iterate_phdr takes the loader's list lock. */
 	struct find_arg a = { m, (uint64_t)(uintptr_t)d->thunk[0], false };
 	dl_iterate_phdr(find_cb, &a);
 	if (!a.found || m->text_lo >= m->text_hi) {
 		rp_warn("cannot find the module of thunk %p: it keeps plain retpolines", d->thunk[0]);
-		free(m);
+		rp_free(m);
 		return;
 	}
-	if (m->main_program)
-		rp_note_main_program();   /* outside rp_lock: atexit may take libc's lock */
 	pthread_mutex_lock(&rp_lock);
+	rp_modules_reap();
 	unsigned slot = MAX_MODULES;
 	for (unsigned i = 0; i < MAX_MODULES; i++)
 		if (!modules[i]) { slot = i; break; }
 	if (slot == MAX_MODULES) {
 		pthread_mutex_unlock(&rp_lock);
 		rp_warn("more than %d modules: this one keeps plain retpolines", MAX_MODULES);
-		free(m);
+		rp_free(m);
 		return;
 	}
 	m->id = slot;
@@ -228,10 +232,10 @@ RP_API void relpoline__register_module(struct rp_module_desc *d)
 	modules[slot] = m;
 	if (slot >= nmodules)
 		nmodules = slot + 1;
-	__atomic_store_n(&ranges[slot].lo, m->text_lo, __ATOMIC_RELEASE);
-	__atomic_store_n(&ranges[slot].hi, m->text_hi, __ATOMIC_RELEASE);
 	d->rt = m;
 	rp_stats.modules++;
+	if (rp_cfg.mode == RP_MODE_ON && !RUNNING_ON_VALGRIND)
+		register_sites(m);
 	__atomic_store_n(d->flags, rp_flags_wanted(), __ATOMIC_RELEASE);
 	pthread_mutex_unlock(&rp_lock);
 	rp_debug("module %s registered: text %#lx-%#lx", m->path, (unsigned long)m->text_lo,
@@ -245,27 +249,53 @@ RP_API void relpoline__unregister_module(struct rp_module_desc *d)
 		return;
 	pthread_mutex_lock(&rp_lock);
 	/*
-	 * Its code is going away (dlclose) or the process is exiting.  Stop
-	 * learning there; forget its sites; free its stubs only on dlclose:
-	 * at exit other threads may still run them.  Stubs of other modules
-	 * that jump into it stay correct (they compare the live register); they
-	 * go back to learning.
+	 * Its code is going away (dlclose) or the process is exiting, and a
+	 * destructor cannot tell which: other threads may still be running
+	 * this module's cells and stubs (exit), so the arena and the site
+	 * records stay until its text is gone (rp_modules_reap).  Stop learning
+	 * there; its sites keep their cells' targets.  Stubs of other modules that jump into it stay
+	 * correct (they compare the live register); they go back to learning.
 	 */
 	__atomic_store_n(d->flags, 0, __ATOMIC_RELEASE);
 	m->alive = false;
-	__atomic_store_n(&ranges[m->id].lo, 0, __ATOMIC_RELEASE);
-	__atomic_store_n(&ranges[m->id].hi, 0, __ATOMIC_RELEASE);
-	if (!rp_exiting && !m->main_program) {
-		map_drop_module(m);
-		rp_policy_forget_range(m->text_lo, m->text_hi);
-		rp_arena_release(m);
-		modules[m->id] = NULL;
-		free(m->table);
-		free(m);
-		rp_stats.modules--;
-	}
+	rp_stats.modules--;
+	rp_policy_forget_range(m->text_lo, m->text_hi);
+	rp_policy_sync();
 	d->rt = NULL;
 	pthread_mutex_unlock(&rp_lock);
+}
+
+/* Is any byte of [lo, hi) still mapped?  mincore fails with ENOMEM on a hole. */
+static bool mapped(uint64_t lo, uint64_t hi)
+{
+	unsigned char v;
+	for (uint64_t p = lo & ~4095ull; p < hi; p += 4096) {
+		RP_STAT_ADD(syscalls, 1);
+		if (mincore((void *)(uintptr_t)p, 4096, &v) == 0 || errno != ENOMEM)
+			return true;
+		if (p - (lo & ~4095ull) >= 16 * 4096)
+			break;   /* a few pages tell: dlclose unmaps the whole segment */
+	}
+	return false;
+}
+
+/*
+ * Release what unregistered modules left: once their text is no longer
+ * mapped (dlclose), nothing can reach their cells or stubs.  At exit the
+ * text stays mapped, so arenas are never unmapped under running threads.
+ * Under rp_lock.
+ */
+void rp_modules_reap(void)
+{
+	for (unsigned i = 0; i < nmodules; i++) {
+		struct rp_module *m = modules[i];
+		if (!m || m->alive || rp_exiting || mapped(m->text_lo, m->text_hi))
+			continue;
+		map_drop_module(m);
+		rp_arena_release(m);
+		modules[i] = NULL;
+		rp_free(m);
+	}
 }
 
 /* ---- the relocation list ---- */
@@ -318,122 +348,147 @@ static unsigned decode_site(const struct rp_module *m, uint64_t addr, uint8_t *k
 	return len;
 }
 
-static void parse_module(struct rp_module *m)
+/*
+ * Walk the section headers of the ELF image at F (SIZE bytes) and add to
+ * *V every thunk site named by a relocation of an executable section.
+ * Every offset read from the file is checked against SIZE first: the file
+ * is only trusted as far as each site's bytes in memory then verify.
+ */
+struct vec { uint64_t *v; size_t n, cap; };
+
+static void push(struct vec *v, uint64_t x)
 {
-	m->parsed = true;
-	if (elf_version(EV_CURRENT) == EV_NONE)
+	if (v->n == v->cap) {
+		size_t nc = v->cap ? v->cap * 2 : 256;
+		uint64_t *nv = rp_realloc(v->v, nc * sizeof(*nv));
+		if (!nv)
+			return;
+		v->v = nv;
+		v->cap = nc;
+	}
+	v->v[v->n++] = x;
+}
+
+static void scan_relocs(const struct rp_module *m, const uint8_t *f, size_t size, struct vec *out)
+{
+	const Elf64_Ehdr *eh = (const void *)f;
+	if (size < sizeof(*eh) || memcmp(eh->e_ident, ELFMAG, SELFMAG) ||
+	    eh->e_ident[EI_CLASS] != ELFCLASS64 || eh->e_shentsize != sizeof(Elf64_Shdr) ||
+	    eh->e_shoff >= size)
 		return;
-	int fd = open(m->path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
+	const Elf64_Shdr *sh = (const void *)(f + eh->e_shoff);
+	size_t shnum = eh->e_shnum;
+	if (!shnum && size - eh->e_shoff >= sizeof(*sh))
+		shnum = sh[0].sh_size;   /* extended numbering */
+	if (shnum > (size - eh->e_shoff) / sizeof(*sh))
 		return;
-	Elf *e = elf_begin(fd, ELF_C_READ_MMAP, NULL);
-	size_t cap = 0, n = 0;
-	uint64_t *sites = NULL;
-	Elf_Scn *scn = NULL;
-	while (e && (scn = elf_nextscn(e, scn))) {
-		GElf_Shdr sh, tsh;
-		if (!gelf_getshdr(scn, &sh) || sh.sh_type != SHT_RELA)
+	for (size_t i = 0; i < shnum; i++) {
+		if (sh[i].sh_type != SHT_RELA || sh[i].sh_info >= shnum ||
+		    !(sh[sh[i].sh_info].sh_flags & SHF_EXECINSTR) ||
+		    sh[i].sh_entsize != sizeof(Elf64_Rela) || sh[i].sh_offset > size ||
+		    sh[i].sh_size > size - sh[i].sh_offset)
 			continue;
-		Elf_Scn *tscn = elf_getscn(e, sh.sh_info);
-		if (!tscn || !gelf_getshdr(tscn, &tsh) || !(tsh.sh_flags & SHF_EXECINSTR))
-			continue;
-		m->has_table = true;
-		Elf_Data *data = elf_getdata(scn, NULL);
-		size_t cnt = sh.sh_entsize ? sh.sh_size / sh.sh_entsize : 0;
-		for (size_t i = 0; data && i < cnt; i++) {
-			GElf_Rela r;
-			if (!gelf_getrela(data, (int)i, &r))
-				break;
-			unsigned t = GELF_R_TYPE(r.r_info);
+		const Elf64_Rela *r = (const void *)(f + sh[i].sh_offset);
+		for (size_t k = 0; k < sh[i].sh_size / sizeof(*r); k++) {
+			unsigned t = ELF64_R_TYPE(r[k].r_info);
 			if (t != R_X86_64_PC32 && t != R_X86_64_PLT32)
 				continue;
-			uint64_t field = m->bias + r.r_offset;
+			uint64_t field = m->bias + r[k].r_offset;
 			if (!in_text(m, field - 2, 6))
 				continue;
-			const uint8_t *f = (const uint8_t *)(uintptr_t)field;
+			const uint8_t *p = (const uint8_t *)(uintptr_t)field;
 			uint64_t site;
-			if (f[-1] == 0xe8 || f[-1] == 0xe9)
+			uint8_t kind, reg;
+			if (p[-1] == 0xe8 || p[-1] == 0xe9)
 				site = field - 1;
-			else if (f[-2] == 0x0f && (f[-1] & 0xf0) == 0x80)
+			else if (p[-2] == 0x0f && (p[-1] & 0xf0) == 0x80)
 				site = field - 2;
 			else
 				continue;
-			uint8_t kind, reg;
-			if (!decode_site(m, site, &kind, &reg))
-				continue;
-			if (n == cap) {
-				cap = cap ? cap * 2 : 256;
-				uint64_t *ns = realloc(sites, cap * sizeof(*ns));
-				if (!ns)
-					break;
-				sites = ns;
-			}
-			sites[n++] = site;
+			if (decode_site(m, site, &kind, &reg))
+				push(out, site);
 		}
 	}
-	if (e)
-		elf_end(e);
-	close(fd);
-	if (!n) {
-		free(sites);
-		return;
-	}
-	qsort(sites, n, sizeof(*sites), cmp_u64);
-	m->table = sites;
-	m->ntable = n;
-	/* Tail sites get their site record (and later a learning entry) now. */
-	for (size_t i = 0; i < n; i++) {
-		uint8_t kind, reg;
-		unsigned len = decode_site(m, sites[i], &kind, &reg);
-		if (len && kind != RP_SK_CALL && !rp_site_lookup(sites[i]))
-			rp_site_validate(sites[i], reg);
-	}
-	rp_debug("module %s: %zu thunk sites in its relocation list", m->path, n);
 }
 
-void rp_modules_parse_new(void)
+/* The thunk sites of M from its file's relocation list, sorted and unique. */
+static size_t list_sites(const struct rp_module *m, uint64_t **sites)
 {
-	for (unsigned i = 0; i < nmodules; i++)
-		if (modules[i] && modules[i]->alive && !modules[i]->parsed)
-			parse_module(modules[i]);
+	struct vec v = { 0 };
+	*sites = NULL;
+	RP_STAT_ADD(syscalls, 3);
+	int fd = open(m->path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	struct stat st;
+	void *f = MAP_FAILED;
+	if (fstat(fd, &st) == 0 && st.st_size > 0)
+		f = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+	close(fd);
+	if (f == MAP_FAILED)
+		return 0;
+	scan_relocs(m, f, (size_t)st.st_size, &v);
+	RP_STAT_ADD(syscalls, 1);
+	munmap(f, (size_t)st.st_size);
+	rp_sort(v.v, v.n, sizeof(*v.v), cmp_u64);
+	size_t n = 0;
+	for (size_t i = 0; i < v.n; i++)
+		if (!n || v.v[n - 1] != v.v[i])
+			v.v[n++] = v.v[i];
+	*sites = v.v;
+	return n;
 }
 
 /*
- * Create the record of a site seen in a sample, if its bytes verify.
- * META carries the thunk register the sample came through.  Returns NULL
- * (and remembers a rejection) for anything that cannot be verified.
+ * Give every thunk site of M a record and a cell, and rewrite the sites to
+ * go through their cells (patch.c, step A).  Runs in M's constructor,
+ * under rp_lock, before any other thread can run M's code.
  */
-struct rp_site *rp_site_validate(uint64_t addr, uint32_t meta)
+static void register_sites(struct rp_module *m)
 {
-	struct rp_module *m = rp_module_of(addr);
-	uint8_t kind = 0, reg = 0;
-	unsigned len = m ? decode_site(m, addr, &kind, &reg) : 0;
-	bool ok = len && reg == RP_META_REG(meta);
-	if (ok && m->has_table && !bsearch(&addr, m->table, m->ntable, sizeof(uint64_t), cmp_u64))
-		ok = false;
-	if (ok && (meta & RP_META_FROM_RET) && kind != RP_SK_CALL)
-		ok = false;
-	if (!m)
-		return NULL;   /* not ours at all: do not even remember it */
-	struct rp_site *s = calloc(1, sizeof(*s));
-	if (!s)
-		return NULL;
-	s->addr = addr;
-	s->mod = m;
-	if (!ok) {
-		s->state = RP_SS_REJECTED;
-		rp_stats.sites_rejected++;
-		map_put(s);
-		return NULL;
+	uint64_t *addr;
+	size_t n = list_sites(m, &addr), k = 0;
+	if (!n) {
+		rp_debug("module %s: no thunk sites in a relocation list: plain retpolines", m->path);
+		rp_free(addr);
+		return;
 	}
-	s->kind = kind;
-	s->reg = reg;
-	s->len = (uint8_t)len;
-	memcpy(s->opcode, (const void *)(uintptr_t)addr, len - 4);
-	s->cur = m->thunk[reg];
-	s->state = RP_SS_LEARNING;
-	map_put(s);
-	return s;
+	struct rp_site **v = rp_alloc(n * sizeof(*v));
+	for (size_t i = 0; v && i < n; i++) {
+		uint8_t kind, reg;
+		unsigned len = decode_site(m, addr[i], &kind, &reg);
+		struct rp_site *s = len && addr[i] - m->base <= 0x7fffffffu ? rp_zalloc(sizeof(*s)) : NULL;
+		if (!s)
+			continue;
+		s->addr = addr[i];
+		s->mod = m;
+		s->kind = kind;
+		s->reg = reg;
+		s->len = (uint8_t)len;
+		s->state = RP_SS_LEARNING;
+		v[k++] = s;
+	}
+	rp_free(addr);
+	int r = -1;
+	if (k && rp_cells_emit(m, v, k) == 0)
+		r = rp_patch_sites(m, v, k);
+	if (r < 0) {
+		if (k && m->arena.rx)
+			rp_warn("cannot rewrite the call sites of %s (%s): its indirect calls keep "
+				"plain retpolines", m->path, strerror(-r));
+		else if (k && !m->arena.failed)
+			rp_warn("the stub arena of %s cannot hold its %zu call sites (RELPOLINE_ARENA_KB): "
+				"its indirect calls keep plain retpolines", m->path, k);
+		for (size_t i = 0; i < k; i++)
+			rp_free(v[i]);
+		rp_free(v);
+		return;
+	}
+	for (size_t i = 0; i < k; i++)
+		map_put(v[i]);
+	rp_free(v);
+	m->nsites = k;
+	rp_debug("module %s: %zu thunk sites rewritten to their cells", m->path, k);
 }
 
 /* A verified site got its first sample. */
@@ -461,7 +516,7 @@ uint64_t rp_site_desired(const struct rp_site *s)
 	case RP_SS_PINNED:
 		return rp_cfg.fallback == RP_FB_INDIRECT ? m->indirect[s->reg] : m->plain[s->reg];
 	case RP_SS_LEARNING:
-		return s->kind == RP_SK_CALL || !s->learn_entry ? m->thunk[s->reg] : s->learn_entry;
+		return s->learn_entry;
 	default:
 		return s->cur;
 	}

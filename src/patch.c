@@ -1,64 +1,59 @@
 /*
- * Patching live code.
+ * Changing where call sites go, while other threads run them.
  *
- * What changes: only the rel32 of a thunk site (e8/e9/0f 8x rel32) ever
- * changes; its opcode stays.  Another thread may execute the site at any
- * moment, and the 4 bytes are not one aligned store, so they are changed
- * with the batched INT3 protocol of Linux's text_poke_bp, with
- * membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED_SYNC_CORE) as the
- * cross-core serialization the Intel SDM requires of cross-modifying code
- * (on return every thread of the process has executed a core-serializing
- * instruction, or will before it returns to user space):
+ * The protocol, and the only two kinds of code writes relpoline makes:
  *
- *   0. Filter: drop every site whose bytes already are the new bytes
- *      (idempotent); check that the others hold exactly the old bytes, and
- *      refuse the ones that do not.  Nothing left: return, no syscall,
- *      no protection change, no membarrier (the lesson of seed 001).
- *   1. Publish the batch for the SIGTRAP handler; make the pages writable
- *      (mprotect to RWX so other threads can still execute them, or write
- *      through /proc/self/mem).
- *   2. Write INT3 (cc) over the first byte of every site.     membarrier
- *      From now on no thread can start executing a site's old bytes.
- *   3. Write the bytes of the rel32 that differ.               membarrier
- *   4. Write the first byte back (the opcode never changes).  membarrier
- *   5. Restore page protections; retire the batch.
+ *  A. Once per site, at module registration: the site's rel32 (the site is
+ *     "call/jmp/jcc __x86_indirect_thunk_<reg>") is rewritten to point at
+ *     the site's own cell in the module's arena (stub.c).  Registration runs
+ *     in the module's constructor, before the loader publishes the module:
+ *     no other thread can have a pointer into its code yet (dlopen makes a
+ *     module visible to other threads only after its constructors; the
+ *     executable and its DT_NEEDED libraries register before main).  The
+ *     registering thread blocks its signals for the duration, so no handler
+ *     of its own runs the module's code half-written.  So nothing executes
+ *     these bytes while they change, and no cross-modifying-code rule
+ *     applies.  The bytes go through /proc/self/mem, which writes the
+ *     private copy of the page without changing its protection: the
+ *     program's code is never made writable, let alone writable and
+ *     executable.  Every site's bytes are checked before (it must be
+ *     exactly the thunk call the relocation list says) and read back after.
+ *     If the write is refused, the module's sites keep calling the thunks.
  *
- * A thread that hits an INT3 during 2-4 gets SIGTRAP; the handler
- * emulates the OLD instruction (a call pushes its return address, a jcc
- * evaluates its condition from the saved flags).  The old target - the
- * thunk, a learning entry or an earlier stub - is valid forever (stubs are
- * never reused).  If the trap is delivered late, after step 4, the byte is
- * no longer cc and the handler simply restarts the instruction.  Traps
- * that are not ours go to the application's handler.
+ *  B. Every later change (learning -> promoted -> a new stub -> pinned ->
+ *     disabled) retargets a cell: "jmp rel32" whose rel32 is 4-byte
+ *     aligned, written with one aligned 4-byte store through the arena's
+ *     read-write view.  Other threads may be executing that jmp; they see
+ *     the old or the new displacement, never a mix, and both destinations
+ *     are valid forever (stubs are never reused, learning entries and
+ *     fallbacks never change).  This is the rule HotSpot relies on for
+ *     patching live call displacements (../shared/REFERENCES.md).  Code
+ *     the new displacement leads to is always written before it, and when
+ *     a pass wrote new code, membarrier(PRIVATE_EXPEDITED_SYNC_CORE) runs
+ *     between writing it and publishing it, so every thread has executed a
+ *     serializing instruction after the new bytes were stored (the Intel
+ *     SDM's cross-modifying-code rule for new code).  Where membarrier is
+ *     missing the store alone publishes it: new code lives at addresses no
+ *     thread has executed before.
  *
- * Who runs this: one thread at a time, under rp_lock (the worker or an API
- * caller).  fork() waits for a pass to finish (pthread_atfork in runtime.c).
+ * Nothing traps: no INT3, no SIGTRAP handler, no signal the program must
+ * let through, and a debugger sees no breakpoint it did not set.  A pass
+ * that changes no byte makes no syscall at all (seed 001).
+ *
+ * Who runs this: (A) the thread running a module's constructor; (B) one
+ * thread at a time under rp_lock (the worker, an epoch on an application
+ * thread, or an API caller).
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/membarrier.h>
 #include <signal.h>
-#include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <sys/syscall.h>
-#include <ucontext.h>
 #include <unistd.h>
 #include "internal.h"
 
-struct rp_batch {
-	size_t n;
-	struct rp_patch *p;   /* sorted by address */
-	struct rp_batch *next_retired;
-};
-
-static struct rp_batch *cur_batch;
-static struct rp_batch *retired;
-static unsigned handlers_active;
-static struct sigaction app_trap;   /* the application's SIGTRAP disposition, chained to */
-static bool trap_installed;
-static int memfd_self = -1;
-static long write_method = RP_WRITE_MPROTECT;
+static bool sync_core_ok;
 
 static long sys_membarrier(int cmd)
 {
@@ -66,251 +61,139 @@ static long sys_membarrier(int cmd)
 	return syscall(__NR_membarrier, cmd, 0, 0);
 }
 
-static void sync_cores(void)
-{
-	RP_STAT_ADD(membarriers, 1);
-	sys_membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED_SYNC_CORE);
-}
-
-static bool cond_true(unsigned cc, uint64_t fl)
-{
-	bool cf = fl & 1, pf = fl & 4, zf = fl & 0x40, sf = fl & 0x80, of = fl & 0x800;
-	bool r;
-	switch (cc >> 1) {
-	case 0: r = of; break;
-	case 1: r = cf; break;
-	case 2: r = zf; break;
-	case 3: r = cf || zf; break;
-	case 4: r = sf; break;
-	case 5: r = pf; break;
-	case 6: r = sf != of; break;
-	default: r = zf || sf != of; break;
-	}
-	return (cc & 1) ? !r : r;
-}
-
-static struct rp_patch *batch_find(struct rp_batch *b, uint64_t addr)
-{
-	size_t lo = 0, hi = b->n;
-	while (lo < hi) {
-		size_t mid = (lo + hi) / 2;
-		if (b->p[mid].addr == addr)
-			return &b->p[mid];
-		if (b->p[mid].addr < addr)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	return NULL;
-}
-
-static void chain(int sig, siginfo_t *si, void *uc)
-{
-	if (app_trap.sa_flags & SA_SIGINFO) {
-		if (app_trap.sa_sigaction)
-			app_trap.sa_sigaction(sig, si, uc);
-		return;
-	}
-	if (app_trap.sa_handler == SIG_IGN)
-		return;
-	if (app_trap.sa_handler == SIG_DFL) {
-		/* The default action for a trap that is not ours: die of SIGTRAP. */
-		signal(SIGTRAP, SIG_DFL);
-		raise(SIGTRAP);
-		return;
-	}
-	app_trap.sa_handler(sig);
-}
-
-/* Async-signal-safe: no locks, no allocation. */
-static void on_sigtrap(int sig, siginfo_t *si, void *ucv)
-{
-	ucontext_t *uc = ucv;
-	greg_t *g = uc->uc_mcontext.gregs;
-	uint64_t at = (uint64_t)g[REG_RIP] - 1;
-	__atomic_fetch_add(&handlers_active, 1, __ATOMIC_ACQUIRE);
-	if (si->si_code == SI_KERNEL) {
-		struct rp_batch *b = __atomic_load_n(&cur_batch, __ATOMIC_ACQUIRE);
-		struct rp_patch *p = b ? batch_find(b, at) : NULL;
-		if (p) {
-			int32_t rel;
-			memcpy(&rel, p->old + p->len - 4, 4);
-			uint64_t target = at + p->len + (int64_t)rel;
-			if (p->kind == RP_SK_CALL) {
-				g[REG_RSP] -= 8;
-				*(uint64_t *)(uintptr_t)g[REG_RSP] = at + p->len;
-				g[REG_RIP] = (greg_t)target;
-			} else if (p->kind == RP_SK_JMP) {
-				g[REG_RIP] = (greg_t)target;
-			} else {
-				bool taken = cond_true(p->old[1] & 0xf, (uint64_t)g[REG_EFL]);
-				g[REG_RIP] = (greg_t)(taken ? target : at + p->len);
-			}
-			RP_STAT_ADD(traps_emulated, 1);
-			goto out;
-		}
-		if (rp_addr_in_text(at) && *(volatile uint8_t *)(uintptr_t)at != 0xcc) {
-			/* A pass finished between the trap and its delivery: run the new bytes. */
-			g[REG_RIP] = (greg_t)at;
-			RP_STAT_ADD(traps_emulated, 1);
-			goto out;
-		}
-	}
-	__atomic_fetch_sub(&handlers_active, 1, __ATOMIC_RELEASE);
-	chain(sig, si, ucv);
-	return;
-out:
-	__atomic_fetch_sub(&handlers_active, 1, __ATOMIC_RELEASE);
-}
-
-/* Install our handler, or re-install it if the application replaced it. */
-static int ensure_trap_handler(void)
-{
-	struct sigaction cur;
-	RP_STAT_ADD(syscalls, 1);
-	if (sigaction(SIGTRAP, NULL, &cur) < 0)
-		return -errno;
-	if (trap_installed && (cur.sa_flags & SA_SIGINFO) && cur.sa_sigaction == on_sigtrap)
-		return 0;
-	struct sigaction sa;
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_sigaction = on_sigtrap;
-	sa.sa_flags = SA_SIGINFO | SA_RESTART | SA_ONSTACK | SA_NODEFER;
-	sigemptyset(&sa.sa_mask);
-	RP_STAT_ADD(syscalls, 1);
-	if (sigaction(SIGTRAP, &sa, NULL) < 0)
-		return -errno;
-	app_trap = cur;   /* chain to whatever was there before us */
-	trap_installed = true;
-	return 0;
-}
-
-int rp_patch_init(void)
+/* Under rp_lock, once per process (and again in a fork child: the registration is per mm). */
+void rp_patch_init(void)
 {
 	long q = sys_membarrier(MEMBARRIER_CMD_QUERY);
-	if (q < 0 || !(q & MEMBARRIER_CMD_PRIVATE_EXPEDITED_SYNC_CORE)) {
-		rp_warn("membarrier(PRIVATE_EXPEDITED_SYNC_CORE) is not available: "
-			"running with plain retpolines");
-		return -ENOSYS;
-	}
-	if (sys_membarrier(MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED_SYNC_CORE) < 0) {
-		rp_warn("membarrier registration failed (%s): running with plain retpolines",
-			strerror(errno));
-		return -errno;
-	}
-	write_method = rp_cfg.write_method == RP_WRITE_PROCMEM ? RP_WRITE_PROCMEM : RP_WRITE_MPROTECT;
-	int r = ensure_trap_handler();
-	if (r < 0) {
-		rp_warn("cannot install the SIGTRAP handler: running with plain retpolines");
-		return r;
-	}
-	return 0;
+	sync_core_ok = q >= 0 && (q & MEMBARRIER_CMD_PRIVATE_EXPEDITED_SYNC_CORE) &&
+		       sys_membarrier(MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED_SYNC_CORE) == 0;
+	if (!sync_core_ok)
+		rp_debug("membarrier(SYNC_CORE) unavailable: new stubs are published by the store alone");
 }
 
-/* ---- writing code bytes ---- */
+/* ---- A: the one-time rewrite of a module's sites ---- */
 
-struct range { uint64_t lo, hi; int prot; };
-
-static int seg_prot(uint64_t page, const struct rp_module *m)
+static int cmp_site_addr(const void *a, const void *b)
 {
-	for (int i = 0; i < m->nseg; i++)
-		if (page + 4096 > m->seg[i].lo && page < m->seg[i].hi)
-			return m->seg[i].prot;
-	return PROT_READ | PROT_EXEC;
-}
-
-static int text_write(uint64_t addr, const uint8_t *src, size_t n)
-{
-	RP_STAT_ADD(bytes_written, n);
-	if (write_method == RP_WRITE_PROCMEM) {
-		RP_STAT_ADD(syscalls, 1);
-		return pwrite(memfd_self, src, n, (off_t)addr) == (ssize_t)n ? 0 : -errno;
-	}
-	volatile uint8_t *d = (volatile uint8_t *)(uintptr_t)addr;
-	for (size_t i = 0; i < n; i++)
-		d[i] = src[i];
-	return 0;
-}
-
-static int open_procmem(void)
-{
-	if (memfd_self >= 0)
-		return 0;
-	RP_STAT_ADD(syscalls, 1);
-	memfd_self = open("/proc/self/mem", O_RDWR | O_CLOEXEC);
-	return memfd_self >= 0 ? 0 : -errno;
-}
-
-/* Make RANGES writable (or check /proc/self/mem); returns how many were changed. */
-static int unprotect(struct range *r, size_t nr, size_t *done)
-{
-	*done = 0;
-	if (write_method == RP_WRITE_PROCMEM)
-		return open_procmem();
-	for (size_t i = 0; i < nr; i++) {
-		RP_STAT_ADD(protect_changes, 1);
-		RP_STAT_ADD(syscalls, 1);
-		if (mprotect((void *)(uintptr_t)r[i].lo, r[i].hi - r[i].lo,
-			     PROT_READ | PROT_WRITE | PROT_EXEC) < 0) {
-			int e = errno;
-			if (i == 0 && (e == EACCES || e == EPERM) && rp_cfg.write_method == RP_WRITE_AUTO &&
-			    open_procmem() == 0) {
-				/* Policy forbids writable code pages: write through /proc/self/mem. */
-				write_method = RP_WRITE_PROCMEM;
-				return 0;
-			}
-			return -e;
-		}
-		*done = i + 1;
-	}
-	return 0;
-}
-
-static void reprotect(struct range *r, size_t nr)
-{
-	if (write_method == RP_WRITE_PROCMEM)
-		return;
-	for (size_t i = 0; i < nr; i++) {
-		RP_STAT_ADD(protect_changes, 1);
-		RP_STAT_ADD(syscalls, 1);
-		mprotect((void *)(uintptr_t)r[i].lo, r[i].hi - r[i].lo, r[i].prot);
-	}
-}
-
-static int cmp_patch(const void *a, const void *b)
-{
-	const struct rp_patch *x = a, *y = b;
+	const struct rp_site *x = *(struct rp_site *const *)a, *y = *(struct rp_site *const *)b;
 	return x->addr < y->addr ? -1 : x->addr > y->addr;
 }
 
-static void free_retired(void)
+static void put_rel(uint8_t *at, const struct rp_site *s, uint64_t to)
 {
-	if (__atomic_load_n(&handlers_active, __ATOMIC_ACQUIRE))
-		return;
-	while (retired) {
-		struct rp_batch *b = retired;
-		retired = b->next_retired;
-		free(b->p);
-		free(b);
-	}
+	int32_t rel = (int32_t)(int64_t)(to - (s->addr + s->len));
+	memcpy(at + s->len - 4, &rel, 4);
+}
+
+static bool holds_rel(const struct rp_site *s, uint64_t to)
+{
+	uint8_t want[8];
+	memcpy(want, (const void *)(uintptr_t)s->addr, s->len);
+	put_rel(want, s, to);
+	return !memcmp(want, (const void *)(uintptr_t)s->addr, s->len);
 }
 
 /*
- * Apply N patches (see the protocol above).  Sets p[i].status: DONE,
- * ALREADY (the new bytes were in place), REFUSED (unexpected bytes).
- * Returns the number of sites changed, or a negative errno if the pass
- * could not run (then nothing was changed).
+ * Point every site in SITES (all of module M, each with its cell) at its
+ * cell.  Sites are grouped into runs of nearby bytes, each run read,
+ * changed in a buffer and written back with one pwrite.  Returns the
+ * number of sites rewritten, or a negative errno (then none is: a site
+ * whose bytes were refused or did not read back is put back).
+ */
+int rp_patch_sites(struct rp_module *m, struct rp_site **sites, size_t n)
+{
+	(void)m;
+	if (!n)
+		return 0;
+	rp_sort(sites, n, sizeof(*sites), cmp_site_addr);
+	sigset_t all, old;
+	sigfillset(&all);
+	RP_STAT_ADD(syscalls, 3);
+	syscall(SYS_rt_sigprocmask, SIG_SETMASK, &all, &old, 8);
+	int fd = open("/proc/self/mem", O_RDWR | O_CLOEXEC);
+	int err = fd < 0 ? errno : 0;
+	uint8_t buf[4096 + 16];
+	size_t done = 0;
+	for (size_t i = 0; !err && i < n;) {
+		/* One run: sites whose bytes fit in one buffer. */
+		uint64_t lo = sites[i]->addr;
+		size_t j = i + 1;
+		while (j < n && sites[j]->addr + sites[j]->len - lo <= sizeof(buf) &&
+		       sites[j]->addr - sites[j - 1]->addr < 256)
+			j++;
+		size_t len = sites[j - 1]->addr + sites[j - 1]->len - lo;
+		memcpy(buf, (const void *)(uintptr_t)lo, len);
+		for (size_t k = i; k < j; k++)
+			put_rel(buf + (sites[k]->addr - lo), sites[k], sites[k]->cell);
+		RP_STAT_ADD(syscalls, 1);
+		errno = 0;
+		if (pwrite(fd, buf, len, (off_t)lo) != (ssize_t)len) {
+			err = errno ? errno : EIO;
+			break;
+		}
+		rp_stats.bytes_written += len;
+		for (size_t k = i; k < j; k++)
+			if (!holds_rel(sites[k], sites[k]->cell))
+				err = EIO;
+		done = j;
+		i = j;
+	}
+	if (err && fd >= 0) {
+		/* Fail safe: every site back on its thunk, as the compiler left it. */
+		for (size_t k = 0; k < done; k++) {
+			uint8_t b[8];
+			memcpy(b, (const void *)(uintptr_t)sites[k]->addr, sites[k]->len);
+			put_rel(b, sites[k], sites[k]->mod->thunk[sites[k]->reg]);
+			RP_STAT_ADD(syscalls, 1);
+			if (pwrite(fd, b, sites[k]->len, (off_t)sites[k]->addr) != (ssize_t)sites[k]->len)
+				rp_warn("cannot restore site %#lx after a failed rewrite",
+					(unsigned long)sites[k]->addr);
+		}
+	}
+	if (fd >= 0)
+		close(fd);
+	syscall(SYS_rt_sigprocmask, SIG_SETMASK, &old, NULL, 8);
+	if (err)
+		return -err;
+	rp_stats.sites_patched += n;
+	return (int)n;
+}
+
+/* ---- B: retargeting cells ---- */
+
+static uint32_t cell_rel(const struct rp_site *s, uint64_t to)
+{
+	return (uint32_t)(int32_t)(int64_t)(to - (s->cell + 5));
+}
+
+/* The cell in the arena's read-write view (which a fork child remaps), or NULL if none. */
+static uint8_t *cell_rw(const struct rp_site *s)
+{
+	const struct rp_arena *a = &s->mod->arena;
+	return a->rw ? a->rw + (s->cell - (uint64_t)(uintptr_t)a->rx) : NULL;
+}
+
+/*
+ * Apply N cell retargets.  Sets p[i].status: DONE, ALREADY (the cell
+ * already pointed there), REFUSED (the cell does not hold what the
+ * runtime wrote: never touched again).  Returns the number of cells
+ * changed.
  */
 int rp_patch_apply(struct rp_patch *p, size_t n)
 {
 	size_t k = 0;
 	for (size_t i = 0; i < n; i++) {
-		uint8_t *at = (uint8_t *)(uintptr_t)p[i].addr;
-		if (!memcmp(at, p[i].new, p[i].len)) {
+		struct rp_site *s = p[i].site;
+		const uint8_t *rx = (const uint8_t *)(uintptr_t)s->cell;
+		uint32_t now;
+		memcpy(&now, rx + 1, 4);
+		if (!cell_rw(s) || rx[0] != 0xe9) {
+			p[i].status = RP_PATCH_REFUSED;
+		} else if (now == cell_rel(s, p[i].to)) {
 			p[i].status = RP_PATCH_ALREADY;
-		} else if (memcmp(at, p[i].old, p[i].len)) {
-			rp_debug("site %#lx does not hold the expected bytes: not patched",
-				 (unsigned long)p[i].addr);
+		} else if (now != cell_rel(s, s->cur)) {
+			rp_debug("cell of site %#lx does not hold the expected jump: not patched",
+				 (unsigned long)s->addr);
 			p[i].status = RP_PATCH_REFUSED;
 		} else {
 			p[i].status = RP_PATCH_PENDING;
@@ -321,86 +204,32 @@ int rp_patch_apply(struct rp_patch *p, size_t n)
 		rp_stats.patch_passes_empty++;
 		return 0;
 	}
-	free_retired();
-	int r = ensure_trap_handler();
-	if (r < 0)
-		return r;
-
-	struct rp_batch *b = calloc(1, sizeof(*b));
-	struct rp_patch *copy = malloc(k * sizeof(*copy));
-	struct range *rg = malloc(k * 2 * sizeof(*rg));
-	if (!b || !copy || !rg) {
-		free(b); free(copy); free(rg);
-		return -ENOMEM;
+	if (rp_arena_emitted() && sync_core_ok) {
+		RP_STAT_ADD(membarriers, 1);
+		sys_membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED_SYNC_CORE);
 	}
-	for (size_t i = 0, j = 0; i < n; i++)
-		if (p[i].status == RP_PATCH_PENDING)
-			copy[j++] = p[i];
-	qsort(copy, k, sizeof(*copy), cmp_patch);
-	b->n = k;
-	b->p = copy;
-
-	/* Page ranges to open, coalesced; a site may straddle two pages. */
-	size_t nr = 0;
-	for (size_t i = 0; i < k; i++) {
-		uint64_t lo = copy[i].addr & ~4095ull, hi = (copy[i].addr + copy[i].len + 4095) & ~4095ull;
-		int prot = seg_prot(lo, copy[i].site->mod);
-		if (nr && rg[nr - 1].hi >= lo && rg[nr - 1].prot == prot) {
-			if (hi > rg[nr - 1].hi)
-				rg[nr - 1].hi = hi;
-		} else {
-			rg[nr++] = (struct range){ lo, hi, prot };
-		}
+	for (size_t i = 0; i < n; i++) {
+		if (p[i].status != RP_PATCH_PENDING)
+			continue;
+		struct rp_site *s = p[i].site;
+		__atomic_store_n((uint32_t *)(void *)(cell_rw(s) + 1), cell_rel(s, p[i].to), __ATOMIC_RELEASE);
+		p[i].status = RP_PATCH_DONE;
 	}
-	size_t opened;
-	r = unprotect(rg, nr, &opened);
-	if (r < 0) {
-		reprotect(rg, opened);
-		free(rg); free(copy); free(b);
-		return r;
-	}
-	__atomic_store_n(&cur_batch, b, __ATOMIC_RELEASE);
-
-	static const uint8_t int3 = 0xcc;
-	for (size_t i = 0; i < k; i++)
-		if ((r = text_write(copy[i].addr, &int3, 1)) < 0)
-			goto fail_step2;
-	sync_cores();
-	for (size_t i = 0; i < k; i++) {
-		/* Only the bytes that differ. */
-		for (unsigned j = 1; j < copy[i].len; j++) {
-			unsigned e = j;
-			while (e < copy[i].len && copy[i].new[e] != copy[i].old[e])
-				e++;
-			if (e > j)
-				text_write(copy[i].addr + j, copy[i].new + j, e - j);
-			j = e;
-		}
-	}
-	sync_cores();
-	for (size_t i = 0; i < k; i++)
-		text_write(copy[i].addr, copy[i].new, 1);
-	sync_cores();
-	goto done;
-
-fail_step2:
-	/* Could not even write the INT3s (procmem refused): put back what was written. */
-	for (size_t i = 0; i < k; i++)
-		text_write(copy[i].addr, copy[i].old, 1);
-	sync_cores();
-	k = 0;
-done:
-	reprotect(rg, nr);
-	free(rg);
-	__atomic_store_n(&cur_batch, NULL, __ATOMIC_RELEASE);
-	b->next_retired = retired;
-	retired = b;
-	if (r < 0)
-		return r;
-	for (size_t i = 0; i < n; i++)
-		if (p[i].status == RP_PATCH_PENDING)
-			p[i].status = RP_PATCH_DONE;
+	rp_stats.bytes_written += 4 * k;
 	rp_stats.patch_passes++;
 	rp_stats.sites_patched += k;
 	return (int)k;
+}
+
+/*
+ * A fork child's copy of an arena: the parent's worker may have retargeted
+ * cells of the shared memfd after the fork, at stubs written past what the
+ * child copied.  The child, still single-threaded (atfork), writes every
+ * cell again from its own records.
+ */
+void rp_patch_cell_reset(struct rp_site *s)
+{
+	uint8_t *w = cell_rw(s);
+	if (w)
+		__atomic_store_n((uint32_t *)(void *)(w + 1), cell_rel(s, s->cur), __ATOMIC_RELEASE);
 }

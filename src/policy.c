@@ -17,7 +17,6 @@
  * where it points now, in one batch.  A pass with nothing to change makes
  * no syscall (patch.c).
  */
-#include <stdlib.h>
 #include <string.h>
 #include "internal.h"
 
@@ -26,7 +25,7 @@ struct touched { struct rp_site **v; size_t n, cap; };
 static void acc_add(struct rp_site *s, uint64_t target, uint64_t count)
 {
 	s->acc_total += count;
-	if (!s->acc && !(s->acc = calloc(RP_ACC_MAX, sizeof(*s->acc))))
+	if (!s->acc && !(s->acc = rp_zalloc(RP_ACC_MAX * sizeof(*s->acc))))
 		return;
 	for (uint32_t i = 0; i < s->nacc; i++)
 		if (s->acc[i].target == target) {
@@ -39,7 +38,7 @@ static void acc_add(struct rp_site *s, uint64_t target, uint64_t count)
 
 static void acc_reset(struct rp_site *s)
 {
-	free(s->acc);
+	rp_free(s->acc);
 	s->acc = NULL;
 	s->nacc = 0;
 	s->acc_total = 0;
@@ -50,12 +49,8 @@ static void on_sample(uint64_t addr, uint64_t target, uint32_t meta, uint64_t co
 	struct touched *t = arg;
 	rp_stats.records += count;
 	struct rp_site *s = rp_site_lookup(addr);
-	if (!s) {
-		/* Entries and stubs exist only for known sites: only a return address can be new. */
-		if (!(meta & RP_META_FROM_RET) || !(s = rp_site_validate(addr, meta)))
-			return;
-		s->epochs = 0;
-	}
+	if (!s || RP_META_REG(meta) != s->reg || !s->mod->alive)
+		return;   /* a module unloaded since: entries and stubs exist only for known sites */
 	if (s->state != RP_SS_REJECTED)
 		rp_site_seen(s);
 	switch (s->state) {
@@ -63,8 +58,14 @@ static void on_sample(uint64_t addr, uint64_t target, uint32_t meta, uint64_t co
 	case RP_SS_PINNED:
 		return;
 	case RP_SS_PROMOTED:
-		if (meta & RP_META_FROM_RET)
-			return;   /* not from this site's stub (a tail call's return address) */
+		/*
+		 * Only its stubs' misses count.  Samples its learning entry took
+		 * before the cell moved arrive in the epoch after promotion: they
+		 * are not misses, and counting them would give the site a second
+		 * stub for nothing.
+		 */
+		if (!(meta & RP_META_MISS))
+			return;
 		rp_stats.misses += count;
 		break;
 	default:
@@ -74,7 +75,7 @@ static void on_sample(uint64_t addr, uint64_t target, uint32_t meta, uint64_t co
 	if (!s->touched) {
 		if (t->n == t->cap) {
 			size_t nc = t->cap ? t->cap * 2 : 256;
-			struct rp_site **nv = realloc(t->v, nc * sizeof(*nv));
+			struct rp_site **nv = rp_realloc(t->v, nc * sizeof(*nv));
 			if (!nv)
 				return;
 			t->v = nv;
@@ -99,30 +100,43 @@ static void to_learning(struct rp_site *s)
 }
 
 /*
- * Put S on a new stub with TARGETS (most frequent first); the stub may keep
- * fewer (s->ntargets: targets out of reach are left out).  False if no stub
- * could be made (arena full, all targets out of reach).  The caller sets
+ * Put S on a new stub with TARGETS (most frequent first); the stub keeps
+ * only the ones a direct branch can reach from the arena, in the same
+ * order, and s->targets/s->ntargets say which.  False if no stub could be
+ * made (arena full, all targets out of reach).  The caller sets
  * s->weakest.
  */
 static bool install_stub(struct rp_site *s, const uint64_t *targets, unsigned k)
 {
+	if (!s->targets && !(s->targets = rp_alloc(RP_MAX_TARGETS_LIMIT * sizeof(*s->targets))))
+		return false;
+	uint64_t keep[RP_MAX_TARGETS_LIMIT];
 	unsigned used = 0;
-	uint64_t stub = rp_stub_emit(s->mod, s, targets, k, &used);
+	uint64_t stub = rp_stub_emit(s->mod, s, targets, k, keep, &used);
 	if (!stub)
 		return false;
 	s->versions++;
 	s->stub = stub;
 	s->ntargets = used;
-	memcpy(s->targets, targets, used * sizeof(targets[0]));
+	memcpy(s->targets, keep, used * sizeof(keep[0]));
 	s->state = RP_SS_PROMOTED;
 	return true;
+}
+
+/* Samples of TARGET in S's accumulator. */
+static uint64_t acc_count(const struct rp_site *s, uint64_t target)
+{
+	for (uint32_t i = 0; i < s->nacc; i++)
+		if (s->acc[i].target == target)
+			return s->acc[i].count;
+	return 0;
 }
 
 static void decide_learning(struct rp_site *s)
 {
 	if (s->acc_total < (uint64_t)rp_cfg.promote_min || !s->acc)
 		return;
-	qsort(s->acc, s->nacc, sizeof(*s->acc), by_count);
+	rp_sort(s->acc, s->nacc, sizeof(*s->acc), by_count);
 	uint64_t total = s->acc_total, cum = 0;
 	uint64_t targets[RP_MAX_TARGETS_LIMIT];
 	unsigned k = 0;
@@ -134,10 +148,20 @@ static void decide_learning(struct rp_site *s)
 	}
 	bool pays = k && cum * 100 >= total * (uint64_t)rp_cfg.min_coverage;
 	if (pays && s->versions < (uint32_t)rp_cfg.max_versions && install_stub(s, targets, k)) {
-		s->weakest = s->acc[s->ntargets - 1].count / (s->epochs + 1);
-		rp_debug("site %#lx: promoted with %u targets (%lu%% of %lu samples)",
-			 (unsigned long)s->addr, s->ntargets, (unsigned long)(cum * 100 / total),
-			 (unsigned long)total);
+		/* Coverage of what the stub really compares: far targets were left out. */
+		cum = 0;
+		for (unsigned i = 0; i < s->ntargets; i++)
+			cum += acc_count(s, s->targets[i]);
+		if (cum * 100 < total * (uint64_t)rp_cfg.min_coverage) {
+			rp_debug("site %#lx: a stub within reach covers only %lu%%: left on the fallback",
+				 (unsigned long)s->addr, (unsigned long)(cum * 100 / total));
+			s->state = RP_SS_PINNED;
+		} else {
+			s->weakest = acc_count(s, s->targets[s->ntargets - 1]) / (s->epochs + 1);
+			rp_debug("site %#lx: promoted with %u targets (%lu%% of %lu samples)",
+				 (unsigned long)s->addr, s->ntargets, (unsigned long)(cum * 100 / total),
+				 (unsigned long)total);
+		}
 	} else {
 		s->state = RP_SS_PINNED;
 		rp_debug("site %#lx: left on the fallback (%u targets cover %lu%%)",
@@ -162,7 +186,7 @@ static void decide_promoted(struct rp_site *s)
 		acc_reset(s);   /* misses are judged per epoch */
 		return;
 	}
-	qsort(s->acc, s->nacc, sizeof(*s->acc), by_count);
+	rp_sort(s->acc, s->nacc, sizeof(*s->acc), by_count);
 	uint64_t top = s->acc[0].count;
 	if (top < 2 * s->weakest && top * 4 < misses) {
 		/*
@@ -181,13 +205,12 @@ static void decide_promoted(struct rp_site *s)
 	}
 	uint64_t targets[RP_MAX_TARGETS_LIMIT];
 	unsigned k = 0, max = (unsigned)rp_cfg.max_targets;
-	uint64_t weakest = top;
 	for (uint32_t i = 0; i < s->nacc && k < max; i++) {
 		if (s->acc[i].count * 1000 < misses * (uint64_t)rp_cfg.min_share || s->acc[i].count * 8 < top)
 			break;
 		targets[k++] = s->acc[i].target;
-		weakest = s->acc[i].count;
 	}
+	unsigned hot = k;
 	for (uint32_t i = 0; i < s->ntargets && k < max; i++) {
 		bool dup = false;
 		for (unsigned j = 0; j < k; j++)
@@ -200,7 +223,17 @@ static void decide_promoted(struct rp_site *s)
 		to_learning(s);
 		return;
 	}
-	s->weakest = weakest;
+	/* The weakest hot missed target the new stub really compares (far ones are left out). */
+	uint64_t weakest = 0;
+	for (unsigned i = 0; i < s->ntargets; i++) {
+		uint64_t c = acc_count(s, s->targets[i]);
+		bool was_hot = false;
+		for (unsigned j = 0; j < hot; j++)
+			was_hot |= targets[j] == s->targets[i];
+		if (was_hot && (!weakest || c < weakest))
+			weakest = c;
+	}
+	s->weakest = weakest ? weakest : top;
 	rp_debug("site %#lx: %lu misses, new stub with %u targets", (unsigned long)s->addr,
 		 (unsigned long)misses, s->ntargets);
 	acc_reset(s);
@@ -219,40 +252,23 @@ static void age(struct rp_site *s, void *arg)
 
 struct plan { struct rp_patch *p; size_t n, cap; };
 
-static void encode(const struct rp_site *s, uint64_t target, uint8_t *out)
-{
-	memcpy(out, s->opcode, s->len - 4u);
-	int32_t rel = (int32_t)(int64_t)(target - (s->addr + s->len));
-	memcpy(out + s->len - 4, &rel, 4);
-}
-
 static void plan_site(struct rp_site *s, void *arg)
 {
 	struct plan *pl = arg;
 	if (s->state == RP_SS_REJECTED || !s->mod->alive)
 		return;
-	if (rp_enabled && rp_can_patch && s->state == RP_SS_LEARNING && s->kind != RP_SK_CALL &&
-	    !s->learn_entry && s->mod->has_table)
-		s->learn_entry = rp_entry_emit(s->mod, s);
 	uint64_t want = rp_site_desired(s);
 	if (want == s->cur)
 		return;
 	if (pl->n == pl->cap) {
 		size_t nc = pl->cap ? pl->cap * 2 : 64;
-		struct rp_patch *np = realloc(pl->p, nc * sizeof(*np));
+		struct rp_patch *np = rp_realloc(pl->p, nc * sizeof(*np));
 		if (!np)
 			return;
 		pl->p = np;
 		pl->cap = nc;
 	}
-	struct rp_patch *p = &pl->p[pl->n++];
-	memset(p, 0, sizeof(*p));
-	p->addr = s->addr;
-	p->len = s->len;
-	p->kind = s->kind;
-	p->site = s;
-	encode(s, s->cur, p->old);
-	encode(s, want, p->new);
+	pl->p[pl->n++] = (struct rp_patch){ .site = s, .to = want };
 }
 
 static void count_site(struct rp_site *s, void *arg)
@@ -279,16 +295,11 @@ int rp_policy_sync(void)
 	struct plan pl = { 0 };
 	rp_sites_foreach(plan_site, &pl);
 	int r = rp_patch_apply(pl.p, pl.n);   /* counts an empty pass itself */
-	if (r < 0) {
-		rp_warn("patching code failed (%s): running with plain retpolines", strerror(-r));
-		rp_can_patch = false;
-		rp_module_set_flags(rp_flags_wanted());
-	}
-	for (size_t i = 0; r >= 0 && i < pl.n; i++) {
+	for (size_t i = 0; i < pl.n; i++) {
 		struct rp_patch *p = &pl.p[i];
 		struct rp_site *s = p->site;
 		if (p->status == RP_PATCH_DONE || p->status == RP_PATCH_ALREADY) {
-			s->cur = rp_site_desired(s);
+			s->cur = p->to;
 			if (s->state == RP_SS_PROMOTED && !rp_stats.first_promotion_ns)
 				rp_stats.first_promotion_ns = rp_now_ns() - rp_start_ns;
 		} else if (p->status == RP_PATCH_REFUSED) {
@@ -296,7 +307,7 @@ int rp_policy_sync(void)
 			rp_stats.sites_rejected++;
 		}
 	}
-	free(pl.p);
+	rp_free(pl.p);
 	recount();
 	return r;
 }
@@ -318,7 +329,7 @@ void rp_policy_epoch(void)
 		else if (s->state == RP_SS_PROMOTED)
 			decide_promoted(s);
 	}
-	free(t.v);
+	rp_free(t.v);
 	rp_policy_sync();
 }
 
@@ -339,7 +350,7 @@ struct range_arg { uint64_t lo, hi; };
 static void forget(struct rp_site *s, void *arg)
 {
 	const struct range_arg *r = arg;
-	if (s->state != RP_SS_PROMOTED)
+	if (s->state != RP_SS_PROMOTED || !s->mod->alive)
 		return;
 	for (uint32_t i = 0; i < s->ntargets; i++)
 		if (s->targets[i] >= r->lo && s->targets[i] < r->hi) {

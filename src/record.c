@@ -10,6 +10,9 @@
  *  - takes no lock: a thread writes only its own table;
  *  - re-entrant: a signal handler may make an indirect call while this
  *    thread is in the middle of a record; the busy flag drops that sample.
+ * The site comes from the site word its learning entry or stub pushed
+ * (docs/design.md): never from a return address, which a tail call
+ * would make wrong.
  * Learning is statistical: a lost or misattributed sample never affects
  * correctness, because a stub compares the live target register.
  */
@@ -50,18 +53,31 @@ static struct rp_ttab *ttab_new(void)
 	return t;
 }
 
+/*
+ * Returns nonzero when the caller should run an epoch on this thread
+ * (RELPOLINE_THREAD=off): every RP_INLINE_CHECK calls a thread reads the
+ * TSC and compares it with the due time the runtime set.
+ */
+static int epoch_due(struct rp_ttab *t)
+{
+	if (__builtin_expect(++t->tick % RP_INLINE_CHECK, 1))
+		return 0;
+	uint64_t due = __atomic_load_n(&relpoline__shared.epoch_due, __ATOMIC_RELAXED);
+	return due && __builtin_ia32_rdtsc() >= due;
+}
+
 __attribute__((visibility("hidden"), used))
-void __relpoline_record(struct rp_frame *f, unsigned idx)
+int __relpoline_record(struct rp_frame *f, unsigned idx)
 {
 	struct rp_ttab *t = relpoline__ttab;
 	if (__builtin_expect(t == NULL, 0)) {
 		t = ttab_new();
 		if (!t)
-			return;
+			return 0;
 	}
 	if (t->busy) {
 		t->dropped++;
-		return;
+		return 0;
 	}
 	t->busy = 1;
 	__asm__ volatile("" ::: "memory");
@@ -74,14 +90,9 @@ void __relpoline_record(struct rp_frame *f, unsigned idx)
 		__atomic_store_n(&t->gen, g, __ATOMIC_RELEASE);
 	}
 
-	uint64_t site, target = f->gpr[idx];
-	uint32_t meta = idx;
-	if (f->site_word == RP_SITE_FROM_RET) {
-		site = f->ret - 5;
-		meta |= RP_META_FROM_RET;
-	} else {
-		site = (uint64_t)(uintptr_t)__ehdr_start + (uint32_t)f->site_word;
-	}
+	uint64_t target = f->gpr[idx];
+	uint64_t site = (uint64_t)(uintptr_t)__ehdr_start + ((uint64_t)f->site_word & ~(uint64_t)RP_SITE_MISS & 0xffffffffu);
+	uint32_t meta = idx | (f->site_word < 0 ? RP_META_MISS : 0);
 
 	uint64_t h = (site ^ (target * 0x9e3779b97f4a7c15ull)) * 0xff51afd7ed558ccdull;
 	unsigned i = (unsigned)(h >> 54) & (RP_TTAB_SIZE - 1);
@@ -105,4 +116,5 @@ void __relpoline_record(struct rp_frame *f, unsigned idx)
 out:
 	__asm__ volatile("" ::: "memory");
 	t->busy = 0;
+	return epoch_due(t);
 }

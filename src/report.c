@@ -3,6 +3,10 @@
  * relpoline_stats_print) and the JSON file (RELPOLINE_STATS=json:PATH).
  * Hits on a stub are not counted: counting them would put a memory
  * increment on the path whose whole point is to cost a compare.
+ *
+ * No stdio: FILE streams allocate with the application's malloc.  Text is
+ * formatted into buffers on the stack and written with write(2); files are
+ * opened, written and closed at once (no descriptor is kept).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -22,8 +26,15 @@ static void vlog(const char *kind, const char *fmt, va_list ap)
 	if (n > (int)sizeof(buf) - 2)
 		n = (int)sizeof(buf) - 2;
 	buf[n++] = '\n';
-	ssize_t w = write(2, buf, (size_t)n);
-	(void)w;
+	int fd = 2;
+	if (rp_cfg.log == 1)
+		fd = open(rp_cfg.log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+	if (fd >= 0) {
+		ssize_t w = write(fd, buf, (size_t)n);
+		(void)w;
+		if (fd != 2)
+			close(fd);
+	}
 }
 
 void rp_warn(const char *fmt, ...)
@@ -62,12 +73,10 @@ void rp_debug(const char *fmt, ...)
 	X(epochs, "epochs") \
 	X(patch_passes, "patch passes (bytes changed)") \
 	X(patch_passes_empty, "passes with nothing to change") \
-	X(sites_patched, "site rewrites") \
+	X(sites_patched, "site rewrites and cell retargets") \
 	X(bytes_written, "code bytes written") \
-	X(protect_changes, "protection changes (mprotect)") \
 	X(membarriers, "membarriers") \
-	X(syscalls, "syscalls (patcher, arenas)") \
-	X(traps_emulated, "INT3 traps handled") \
+	X(syscalls, "syscalls (patcher, arenas, memory)") \
 	X(arena_bytes, "stub memory, bytes")
 
 static int format_table(const struct relpoline_stats *s, char *buf, size_t len)
@@ -105,23 +114,51 @@ RP_API int relpoline_stats_print(int fd)
 	return write(fd, buf, (size_t)n) == n ? 0 : -errno;
 }
 
-static void write_json(const struct relpoline_stats *s, const char *path)
+/* PATH with %p replaced by the pid (%% by %), into OUT. */
+static void expand_path(const char *path, char *out, size_t len)
 {
-	FILE *f = fopen(path, "w");
-	if (!f) {
-		rp_warn("cannot write stats to %s: %s", path, strerror(errno));
-		return;
+	size_t n = 0;
+	for (const char *p = path; *p && n + 1 < len; p++) {
+		if (p[0] == '%' && p[1] == 'p') {
+			n += (size_t)snprintf(out + n, len - n, "%d", (int)getpid());
+			p++;
+		} else if (p[0] == '%' && p[1] == '%') {
+			out[n++] = '%';
+			p++;
+		} else {
+			out[n++] = *p;
+		}
 	}
-	fprintf(f, "{\"version\": \"%s\", \"pid\": %d", relpoline_version(), (int)getpid());
-#define J(fld, label) fprintf(f, ", \"%s\": %llu", #fld, (unsigned long long)s->fld);
+	out[n < len ? n : len - 1] = 0;
+}
+
+static void write_json(const struct relpoline_stats *s, const char *pattern)
+{
+	char path[600], buf[4096];
+	size_t n = 0;
+	expand_path(pattern, path, sizeof(path));
+#define P(...) n += (size_t)snprintf(buf + n, n < sizeof(buf) ? sizeof(buf) - n : 0, __VA_ARGS__)
+	P("{\"version\": \"%s\", \"pid\": %d", relpoline_version(), (int)getpid());
+#define J(fld, label) P(", \"%s\": %llu", #fld, (unsigned long long)s->fld);
 	FIELDS(J)
 #undef J
-	fprintf(f, ", \"worker_ns\": %llu, \"first_promotion_ns\": %llu, \"stub_hist\": [",
-		(unsigned long long)s->worker_ns, (unsigned long long)s->first_promotion_ns);
+	P(", \"worker_ns\": %llu, \"first_promotion_ns\": %llu, \"stub_hist\": [",
+	  (unsigned long long)s->worker_ns, (unsigned long long)s->first_promotion_ns);
 	for (int i = 0; i <= 16; i++)
-		fprintf(f, "%s%llu", i ? ", " : "", (unsigned long long)s->stub_hist[i]);
-	fprintf(f, "]}\n");
-	fclose(f);
+		P("%s%llu", i ? ", " : "", (unsigned long long)s->stub_hist[i]);
+	P("]}\n");
+#undef P
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	int err = fd < 0 ? errno : 0;
+	if (fd >= 0) {
+		ssize_t w = write(fd, buf, n);
+		if (w != (ssize_t)n)
+			err = w < 0 ? errno : ENOSPC;
+		if (close(fd) < 0 && !err)
+			err = errno;
+	}
+	if (err)
+		rp_warn("cannot write stats to %s: %s", path, strerror(err));
 }
 
 void rp_report_at_exit(void)

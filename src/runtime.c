@@ -1,18 +1,31 @@
 /*
- * Process-wide runtime: start-up, the background worker, fork, and the
- * public control API.  One runtime per process, however many modules
- * carry thunks: modules link librelpoline.so, or a static executable
- * links librelpoline.a.
+ * Process-wide runtime: start-up, what runs epochs, fork, and the public
+ * control API.  One runtime per process, however many modules carry
+ * thunks: modules link librelpoline.so, or a static executable links
+ * librelpoline.a.
  *
- * Threads: the worker wakes every epoch_ms and runs an epoch under
- * rp_lock; API calls take the same lock.  Application threads never take
- * it on their indirect calls (record.c is lock-free); they take it only in
- * module constructors and destructors.
+ * Who runs epochs (always under rp_lock; API calls take the same lock):
+ *  - RELPOLINE_THREAD=on (default): a worker thread wakes every epoch_ms.
+ *    It blocks every signal, so process-directed signals never land on it.
+ *  - RELPOLINE_THREAD=off: no thread at all.  An application thread on the
+ *    slow path runs the epoch itself once it is due (record.c checks the
+ *    TSC every RP_INLINE_CHECK slow-path calls), through
+ *    relpoline__epoch_inline (epoch_inline.S), which saves the extended
+ *    state, blocks signals and switches to a private stack; it only
+ *    try-locks rp_lock, so a thread that finds an epoch running goes on.
+ *    When nothing reaches the slow path nothing runs: an idle or fully
+ *    promoted program costs nothing.
+ * Application threads never take rp_lock on their indirect calls
+ * (record.c is lock-free); they take it in module constructors and
+ * destructors, and try it for an inline epoch.
  */
+#include <cpuid.h>
 #include <errno.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
 #include <time.h>
 #if __has_include(<valgrind/valgrind.h>)
 #include <valgrind/valgrind.h>
@@ -31,6 +44,14 @@ static pthread_once_t once = PTHREAD_ONCE_INIT;
 static pthread_cond_t wake;
 static bool worker_running;
 static bool patch_ready;
+
+/* RELPOLINE_THREAD=off: read by epoch_inline.S. */
+int rp_inline_busy;
+uint64_t rp_inline_stack;          /* top of the private stack, 0 if none */
+uint64_t rp_inline_xsave_size;
+uint64_t rp_inline_allsigs = ~0ull;
+uint64_t rp_inline_oldmask;
+static uint64_t tsc0, ns0;         /* TSC and clock at start, to turn epoch_ms into TSC ticks */
 
 uint64_t rp_now_ns(void)
 {
@@ -56,21 +77,74 @@ static void ensure_patch_ready(void)
 	if (patch_ready || !rp_enabled)
 		return;
 	patch_ready = true;
-	if (rp_patch_init() < 0) {
-		rp_can_patch = false;
-		rp_module_set_flags(rp_flags_wanted());
+	rp_patch_init();
+}
+
+/* RELPOLINE_THREAD=off: when the slow path should run the next epoch (under rp_lock). */
+static void schedule_inline(void)
+{
+	uint64_t due = 0;
+	if (!rp_cfg.thread && rp_enabled && !rp_exiting && rp_inline_stack && rp_cfg.epoch_ms > 0) {
+		uint64_t tsc = __builtin_ia32_rdtsc(), ns = rp_now_ns();
+		/* Ticks per ns measured since start; until 1 ms has passed, assume 1 (earlier is harmless). */
+		double per_ns = ns - ns0 > 1000000 && tsc > tsc0 ? (double)(tsc - tsc0) / (double)(ns - ns0) : 1.0;
+		due = tsc + (uint64_t)(per_ns * (double)rp_cfg.epoch_ms * 1e6);
 	}
+	__atomic_store_n(&relpoline__shared.epoch_due, due, __ATOMIC_RELAXED);
 }
 
 int rp_epoch_locked(void)
 {
 	ensure_patch_ready();
 	uint64_t t0 = rp_now_ns();
-	rp_modules_parse_new();
+	rp_modules_reap();
 	rp_policy_epoch();
 	rp_stats.epochs++;
 	rp_stats.worker_ns += rp_now_ns() - t0;
-	return rp_can_patch || !rp_enabled ? 0 : -ENOTSUP;
+	schedule_inline();
+	return 0;
+}
+
+/*
+ * Called from relpoline__epoch_inline on an application thread, on the
+ * private stack, with every signal blocked and the extended state saved.
+ * The thread may be anywhere in the program (inside its malloc, holding
+ * its locks): the epoch takes no lock but rp_lock, and only tries it.
+ */
+void rp_inline_epoch(void)
+{
+	int e = errno;   /* the program's errno, maybe not read yet */
+	if (pthread_mutex_trylock(&rp_lock) == 0) {
+		if (rp_enabled && !rp_exiting && __builtin_ia32_rdtsc() >= relpoline__shared.epoch_due &&
+		    relpoline__shared.epoch_due)
+			rp_epoch_locked();
+		pthread_mutex_unlock(&rp_lock);
+	}
+	errno = e;
+}
+
+/* The private stack and XSAVE area size for inline epochs; false if this CPU cannot. */
+static bool inline_setup(void)
+{
+	unsigned a, b, c, d;
+	if (rp_inline_stack)
+		return true;
+	if (!__get_cpuid(1, &a, &b, &c, &d) || !(c & bit_OSXSAVE) || __get_cpuid_max(0, NULL) < 0xd)
+		return false;
+	__cpuid_count(0xd, 0, a, b, c, d);
+	if (b < 576 || b > (1u << 20))
+		return false;
+	rp_inline_xsave_size = b + 64;
+	size_t size = 256 * 1024 + ((rp_inline_xsave_size + 4095) & ~(size_t)4095);
+	RP_STAT_ADD(syscalls, 1);
+	uint8_t *p = mmap(NULL, size + 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+			  -1, 0);
+	if (p == MAP_FAILED)
+		return false;
+	RP_STAT_ADD(syscalls, 1);
+	mprotect(p, 4096, PROT_NONE);   /* guard page: an overflow faults instead of corrupting */
+	rp_inline_stack = ((uint64_t)(uintptr_t)(p + 4096 + size)) & ~63ull;
+	return true;
 }
 
 static void *worker_main(void *arg)
@@ -79,18 +153,19 @@ static void *worker_main(void *arg)
 	sigset_t all;
 	sigfillset(&all);
 	pthread_sigmask(SIG_BLOCK, &all, NULL);
+	prctl(PR_SET_NAME, "relpoline");   /* not pthread_setname_np: it opens a file for another thread */
 	pthread_mutex_lock(&rp_lock);
 	/* First epoch at once: reads the relocation lists, so tail sites learn early. */
 	if (!rp_exiting && rp_enabled)
 		rp_epoch_locked();
-	while (!rp_exiting && rp_enabled && rp_cfg.epoch_ms > 0) {
+	while (!rp_exiting && rp_enabled && rp_cfg.epoch_ms > 0 && rp_cfg.thread) {
 		struct timespec ts;
 		clock_gettime(CLOCK_MONOTONIC, &ts);
 		uint64_t ns = (uint64_t)ts.tv_nsec + (uint64_t)rp_cfg.epoch_ms * 1000000ull;
 		ts.tv_sec += (time_t)(ns / 1000000000ull);
 		ts.tv_nsec = (long)(ns % 1000000000ull);
 		pthread_cond_timedwait(&wake, &rp_lock, &ts);
-		if (rp_exiting || !rp_enabled || rp_cfg.epoch_ms <= 0)
+		if (rp_exiting || !rp_enabled || rp_cfg.epoch_ms <= 0 || !rp_cfg.thread)
 			break;
 		rp_epoch_locked();
 	}
@@ -99,9 +174,18 @@ static void *worker_main(void *arg)
 	return NULL;
 }
 
-/* Under rp_lock. */
+/* Under rp_lock: whatever runs epochs in this mode. */
 static void start_worker(void)
 {
+	if (!rp_cfg.thread) {
+		if (rp_enabled && !inline_setup() && !rp_inline_xsave_size) {
+			rp_inline_xsave_size = 1;   /* warn once */
+			rp_warn("RELPOLINE_THREAD=off needs XSAVE and a private stack: sites are promoted "
+				"only by relpoline_epoch()");
+		}
+		schedule_inline();
+		return;
+	}
 	if (worker_running || !rp_enabled || rp_cfg.epoch_ms <= 0 || rp_exiting)
 		return;
 	pthread_attr_t at;
@@ -111,7 +195,6 @@ static void start_worker(void)
 	pthread_t t;
 	if (pthread_create(&t, &at, worker_main, NULL) == 0) {
 		worker_running = true;
-		pthread_setname_np(t, "relpoline");
 	} else {
 		rp_warn("cannot start the worker thread: sites are promoted only by relpoline_epoch()");
 	}
@@ -127,17 +210,15 @@ static void fork_child(void)
 	rp_modules_after_fork();   /* stub arenas are shared memory: take private copies */
 	worker_running = false;
 	patch_ready = false;    /* membarrier registration belongs to the parent's mm */
+	rp_inline_busy = 0;     /* only the forking thread exists; it was not in an epoch */
 	start_worker();         /* still holding rp_lock, taken by fork_prepare */
 	pthread_mutex_unlock(&rp_lock);
 }
 
 /*
- * Exit.  Handlers run in reverse order of registration, and the one
- * registered in our constructor runs after the loader's _dl_fini, which
- * runs module destructors: too late to tell them that the process is
- * exiting (they would free stubs other threads still run).  So
- * rp_note_exit() is also registered when the main program registers, which
- * happens after _dl_fini was registered, and so runs before it.
+ * Exit: stop the worker and print the stats.  Module destructors may run
+ * before this (the loader's _dl_fini) while other threads still run the
+ * modules' cells and stubs; they do not unmap anything (module.c).
  */
 static void mark_exiting(void)
 {
@@ -153,18 +234,10 @@ static void at_exit(void)
 	rp_report_at_exit();
 }
 
-void rp_note_main_program(void)
-{
-	static bool done;
-	if (!done) {
-		done = true;
-		atexit(mark_exiting);
-	}
-}
-
 static void init_once(void)
 {
-	rp_start_ns = rp_now_ns();
+	rp_start_ns = ns0 = rp_now_ns();
+	tsc0 = __builtin_ia32_rdtsc();
 	rp_config_load_env();
 	pthread_condattr_t ca;
 	pthread_condattr_init(&ca);
@@ -210,8 +283,6 @@ RP_API int relpoline_epoch(void)
 
 static int set_enabled_locked(bool on)
 {
-	if (on && !rp_can_patch)
-		return -ENOTSUP;
 	rp_enabled = on;
 	rp_policy_demote_all();
 	rp_module_set_flags(rp_flags_wanted());
@@ -266,8 +337,7 @@ RP_API int relpoline_config_set(const char *name, const char *value)
 			r = set_enabled_locked(rp_cfg.mode == RP_MODE_ON);
 		else
 			rp_module_set_flags(rp_flags_wanted());
-		if (r == 0 && rp_policy_sync() < 0)   /* the fallback of pinned sites may have changed */
-			r = -ENOTSUP;
+		rp_policy_sync();   /* the fallback of pinned sites may have changed */
 		start_worker();
 		pthread_cond_broadcast(&wake);
 	}

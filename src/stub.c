@@ -3,26 +3,26 @@
  *
  * An arena is one memfd mapped twice: read+execute near its module (every
  * site and every slow entry of the module within rel32 reach) and
- * read+write somewhere else.  Code is written only through the RW view,
- * so no page is ever writable and executable at once.  Where a memfd
- * cannot be mapped executable (vm.memfd_noexec=2, noexec policies), the
- * arena falls back to one anonymous RWX mapping, and if that is refused
- * too the module gets no stubs (its sites stay on the fallback).
+ * read+write somewhere else; the memfd itself is closed at once.  Code is
+ * written only through the RW view, so no page is ever writable and
+ * executable at once.  Where a memfd cannot be mapped executable
+ * (vm.memfd_noexec=2, noexec policies), the module gets no arena and its
+ * sites stay on the fallback.
  *
- * Stubs are never freed or reused while the module lives: a thread may be
- * preempted inside a retired stub, or a signal frame may hold a RIP in it.
- * The number of stubs per site is bounded by max_versions, so memory stays
- * bounded (docs/design.md).
+ * An arena holds the module's cells (one per site, see rp_cells_emit) and
+ * its stubs.  Stubs are never freed or reused while the module lives: a
+ * thread may be preempted inside a retired stub, or a signal frame may
+ * hold a RIP in it.  The number of stubs per site is bounded by
+ * max_versions, so memory stays bounded (docs/design.md).
  *
  * Layout of one stub, 16-byte aligned, for a site whose target is in %R:
  *     header   "RPLS", u16 code bytes, u16 targets, u64 site   (signature, not executed)
  *     entry:   cmp slot0(%rip),%R ; je t0      7 + 6 bytes per target
  *              cmp slot1(%rip),%R ; je t1
  *              ...
- *     miss:    push $site-base ; jmp slow_R    5 + 5 bytes
+ *     miss:    push $site-base|MISS ; jmp slow_R    5 + 5 bytes
  *     slots:   t0, t1, ...                     8 bytes per target
  * The hit path is one compare and one direct branch per target tried.
- * A tail-site learning entry is the miss part alone.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -41,6 +41,7 @@
 #endif
 
 #define STUB_MAGIC 0x534c5052u  /* "RPLS" little-endian */
+#define CELLS_MAGIC 0x434c5052u /* "RPLC" */
 #define ARENA_MAGIC "RELPOLINE ARENA"
 #define REACH ((int64_t)0x7fffffff - (1 << 20))
 
@@ -70,13 +71,18 @@ static void *map_at(uint64_t at, size_t size, int prot, int flags, int fd)
 	return p;
 }
 
-/* A sized memfd for an arena, executable where the system allows it; -1 if none. */
+/*
+ * A sized memfd for an arena, executable where the system allows it; -1 if
+ * none.  The caller maps it and closes it at once: the runtime keeps no
+ * descriptor (the program may close or dup2 over any number it did not
+ * open itself).  MFD_CLOEXEC covers an exec by another thread meanwhile.
+ */
 static int arena_memfd(size_t size)
 {
+	RP_STAT_ADD(syscalls, 2);
 	int fd = (int)syscall(SYS_memfd_create, "relpoline-arena", MFD_CLOEXEC | MFD_EXEC);
 	if (fd < 0)
 		fd = (int)syscall(SYS_memfd_create, "relpoline-arena", MFD_CLOEXEC);
-	RP_STAT_ADD(syscalls, 1);
 	if (fd >= 0 && ftruncate(fd, (off_t)size) < 0) {
 		close(fd);
 		fd = -1;
@@ -84,15 +90,34 @@ static int arena_memfd(size_t size)
 	return fd;
 }
 
-static int arena_init(struct rp_module *m)
+static bool emitted;   /* new code written since rp_arena_emitted() was last asked */
+
+bool rp_arena_emitted(void)
+{
+	bool e = emitted;
+	emitted = false;
+	return e;
+}
+
+/*
+ * Map M's arena: read+execute within rel32 reach of its text (below it
+ * where possible: above an executable lies its brk heap), read+write
+ * anywhere.  Never writable and executable at once: if the memfd cannot be
+ * mapped executable (vm.memfd_noexec=2, a noexec policy), the module gets
+ * no arena and its sites stay on the fallback.
+ */
+int rp_arena_init(struct rp_module *m)
 {
 	struct rp_arena *a = &m->arena;
+	if (a->rx)
+		return 0;
+	if (a->failed)
+		return -1;
 	size_t size = ((size_t)rp_cfg.arena_kb * 1024 + 0xfff) & ~(size_t)0xfff;
 	const uint64_t step = 2u << 20;
 	int fd = arena_memfd(size);
-	bool memfd_ok = fd >= 0;
-	/* Candidates: below the module first (above an executable lies its brk heap). */
-	for (int pass = 0; pass < 2 && !a->rx; pass++) {
+	int err = fd < 0 ? errno : 0;
+	for (int pass = 0; fd >= 0 && pass < 2 && !a->rx; pass++) {
 		for (unsigned k = 0; k < 256 && !a->rx; k++) {
 			uint64_t at;
 			if (pass == 0) {
@@ -110,48 +135,42 @@ static int arena_init(struct rp_module *m)
 			if (!reach(at, m->text_lo) || !reach(at + size, m->text_hi) ||
 			    !reach(m->text_lo, at + size) || !reach(m->text_hi, at))
 				break;
-			if (memfd_ok) {
-				uint8_t *rx = map_at(at, size, PROT_READ | PROT_EXEC, MAP_SHARED, fd);
-				if (rx) {
-					a->rx = rx;
-					break;
-				}
-				if (errno == EPERM || errno == EACCES)
-					memfd_ok = false;   /* memfd may not be executable here */
-			}
-			if (!memfd_ok) {
-				uint8_t *p = map_at(at, size, PROT_READ | PROT_WRITE | PROT_EXEC,
-						    MAP_PRIVATE | MAP_ANONYMOUS, -1);
-				if (p) {
-					a->rx = a->rw = p;
-					rp_warn("memfd cannot be mapped executable: stubs of %s live in "
-						"read-write-execute memory", m->path);
-				} else if (errno == EPERM || errno == EACCES) {
-					break;
-				}
+			a->rx = map_at(at, size, PROT_READ | PROT_EXEC, MAP_SHARED, fd);
+			if (!a->rx && (errno == EPERM || errno == EACCES || errno == ENOMEM)) {
+				err = errno;
+				pass = 2;   /* refused, not merely taken: no point trying elsewhere */
+				break;
 			}
 		}
 	}
-	if (!a->rx) {
-		if (fd >= 0)
-			close(fd);
-		a->failed = true;
-		rp_warn("no stub memory within reach of %s: its sites stay on the fallback", m->path);
-		return -1;
-	}
-	if (!a->rw) {
+	if (a->rx) {
 		RP_STAT_ADD(syscalls, 1);
 		void *rw = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
 		if (rw == MAP_FAILED) {
+			err = errno;
 			munmap(a->rx, size);
-			close(fd);
 			a->rx = NULL;
-			a->failed = true;
-			return -1;
+		} else {
+			a->rw = rw;
 		}
-		a->rw = rw;
 	}
-	a->fd = fd;
+	if (fd >= 0) {
+		RP_STAT_ADD(syscalls, 1);
+		close(fd);
+	}
+	if (!a->rx) {
+		a->failed = true;
+		if (err == ENOMEM)
+			rp_warn("out of memory for the stub arena of %s: its indirect calls keep plain "
+				"retpolines", m->path);
+		else if (err)
+			rp_warn("cannot map an executable stub arena for %s (%s): its indirect calls "
+				"keep plain retpolines", m->path, strerror(err));
+		else
+			rp_warn("no free address within rel32 reach of %s for its stub arena: its "
+				"indirect calls keep plain retpolines", m->path);
+		return -1;
+	}
 	a->size = size;
 	memcpy(a->rw, ARENA_MAGIC, sizeof(ARENA_MAGIC));
 	a->used = 64;
@@ -162,16 +181,16 @@ static int arena_init(struct rp_module *m)
 /*
  * fork(): the child inherits the arena as MAP_SHARED memory.  Parent and
  * child would then write their new stubs at the same offsets of the same
- * pages, each overwriting stubs the other is running.  So the child, while
- * its forking thread is its only thread (atfork handler, under rp_lock),
- * moves to a private copy: a new memfd with the same bytes, mapped over the
- * same executable address.
+ * pages, each overwriting stubs and cells the other is running.  So the
+ * child, while its forking thread is its only thread (atfork handler,
+ * under rp_lock), moves to a private copy: a new memfd with the same
+ * bytes, mapped over the same executable address, then closed.
  */
 void rp_arena_after_fork(struct rp_module *m)
 {
 	struct rp_arena *a = &m->arena;
-	if (!a->rx || a->rw == a->rx)
-		return;   /* none, or anonymous private memory: fork already copied it */
+	if (!a->rx)
+		return;
 	int fd = arena_memfd(a->size);
 	void *rw = MAP_FAILED;
 	if (fd >= 0)
@@ -180,9 +199,8 @@ void rp_arena_after_fork(struct rp_module *m)
 		memcpy(rw, a->rw, a->used);
 		if (mmap(a->rx, a->size, PROT_READ | PROT_EXEC, MAP_SHARED | MAP_FIXED, fd, 0) != MAP_FAILED) {
 			munmap(a->rw, a->size);
-			close(a->fd);
+			close(fd);
 			a->rw = rw;
-			a->fd = fd;
 			return;
 		}
 		munmap(rw, a->size);
@@ -191,31 +209,33 @@ void rp_arena_after_fork(struct rp_module *m)
 		close(fd);
 	/*
 	 * No private copy: keep running the inherited stubs, but never write
-	 * to this arena again (that would write into the parent's).
+	 * to this arena again (that would write into the parent's): its sites
+	 * stay where they are.
 	 */
+	munmap(a->rw, a->size);
+	a->rw = NULL;
 	a->used = a->size;
-	rp_warn("fork: cannot copy the stub arena of %s; no new stubs there in this process", m->path);
+	rp_warn("fork: cannot copy the stub arena of %s; its sites keep their state in this process",
+		m->path);
 }
 
+/* Only after dlclose, when the module's text is gone: nothing can run its cells or stubs. */
 void rp_arena_release(struct rp_module *m)
 {
 	struct rp_arena *a = &m->arena;
 	if (a->rx) {
 		rp_stats.arena_bytes -= a->used;
-		if (a->rw != a->rx)
+		if (a->rw)
 			munmap(a->rw, a->size);
 		munmap(a->rx, a->size);
 	}
-	if (a->fd >= 0)
-		close(a->fd);
 	memset(a, 0, sizeof(*a));
-	a->fd = -1;
 }
 
 static uint8_t *arena_alloc(struct rp_module *m, size_t n, uint64_t *rx)
 {
 	struct rp_arena *a = &m->arena;
-	if (!a->rx && (a->failed || arena_init(m) < 0))
+	if (rp_arena_init(m) < 0 || !a->rw)
 		return NULL;
 	n = (n + 15) & ~(size_t)15;
 	if (a->used + n > a->size)
@@ -238,46 +258,76 @@ static void header(uint8_t *w, uint16_t code, uint16_t targets, uint64_t site)
 	memcpy(w + 8, &site, 8);
 }
 
-/* push $site-base ; jmp slow_R, at RX address X, written at W.  10 bytes. */
-static void emit_miss(uint8_t *w, uint64_t x, const struct rp_module *m, const struct rp_site *s)
+/* push $site-base[|MISS] ; jmp slow_R, at RX address X, written at W.  10 bytes. */
+static void emit_push_jmp(uint8_t *w, uint64_t x, const struct rp_module *m, const struct rp_site *s,
+			  uint32_t miss)
 {
 	w[0] = 0x68;
-	put32(w + 1, (int64_t)(s->addr - m->base));
+	put32(w + 1, (int64_t)(int32_t)((uint32_t)(s->addr - m->base) | miss));
 	w[5] = 0xe9;
 	put32(w + 6, (int64_t)(m->slow[s->reg] - (x + 10)));
 }
 
+/* RELPOLINE_PERF_MAP=1: one line per code blob, opened and closed each time (no descriptor kept). */
 static void perf_map(uint64_t at, size_t len, const char *what, uint64_t site)
 {
 	if (!rp_cfg.perf_map)
 		return;
-	char path[64];
+	char path[64], line[128];
 	snprintf(path, sizeof(path), "/tmp/perf-%d.map", (int)getpid());
-	FILE *f = fopen(path, "a");
-	if (f) {
-		fprintf(f, "%lx %zx relpoline_%s_%lx\n", (unsigned long)at, len, what, (unsigned long)site);
-		fclose(f);
+	int n = snprintf(line, sizeof(line), "%lx %zx relpoline_%s_%lx\n", (unsigned long)at, len,
+			 what, (unsigned long)site);
+	int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+	if (fd >= 0) {
+		ssize_t w = write(fd, line, (size_t)n);
+		(void)w;
+		close(fd);
 	}
 }
 
-uint64_t rp_entry_emit(struct rp_module *m, struct rp_site *s)
+/*
+ * Cells: one block per module, made at registration, before any site is
+ * rewritten to use them.  Per site, 24 bytes at an 8-aligned address:
+ *     +0   cc cc cc                 padding, never executed
+ *     +3   e9 rel32                 the cell: the site calls or jumps here;
+ *                                   rel32 at +4 is 4-byte aligned, so one
+ *                                   aligned store retargets it (patch.c)
+ *     +8   push $site-base          the site's learning entry
+ *     +13  jmp slow_R
+ *     +18  cc x 6                   padding
+ * The block starts with a 16-byte header "RPLC", u32 sites, u64 0.
+ */
+#define CELL_SIZE 24
+
+int rp_cells_emit(struct rp_module *m, struct rp_site **sites, size_t n)
 {
-	if (s->addr - m->base > 0x7fffffffu)
-		return 0;
 	uint64_t rx;
-	uint8_t *w = arena_alloc(m, 16 + 10, &rx);
+	uint8_t *w = arena_alloc(m, 16 + CELL_SIZE * n, &rx);
 	if (!w)
-		return 0;
-	header(w, 10, 0, s->addr);
-	emit_miss(w + 16, rx + 16, m, s);
-	if (!reach(s->addr + s->len, rx + 16))
-		return 0;
-	perf_map(rx + 16, 10, "entry", s->addr);
-	return rx + 16;
+		return -1;
+	uint32_t magic = CELLS_MAGIC, cnt = (uint32_t)n;
+	memcpy(w, &magic, 4);
+	memcpy(w + 4, &cnt, 4);
+	memset(w + 8, 0, 8);
+	for (size_t i = 0; i < n; i++) {
+		struct rp_site *s = sites[i];
+		uint8_t *c = w + 16 + CELL_SIZE * i;
+		uint64_t x = rx + 16 + CELL_SIZE * i;
+		memset(c, 0xcc, CELL_SIZE);
+		s->cell = x + 3;
+		s->learn_entry = x + 8;
+		emit_push_jmp(c + 8, x + 8, m, s, 0);
+		c[3] = 0xe9;
+		s->cur = rp_site_desired(s);   /* learning: its entry, from the first call on */
+		put32(c + 4, (int64_t)(s->cur - (s->cell + 5)));
+	}
+	emitted = true;
+	perf_map(rx + 16, CELL_SIZE * n, "cells", m->base);
+	return 0;
 }
 
 uint64_t rp_stub_emit(struct rp_module *m, struct rp_site *s, const uint64_t *targets,
-		      unsigned n, unsigned *used)
+		      unsigned n, uint64_t *keep, unsigned *used)
 {
 	*used = 0;
 	if (s->addr - m->base > 0x7fffffffu)
@@ -290,9 +340,8 @@ uint64_t rp_stub_emit(struct rp_module *m, struct rp_site *s, const uint64_t *ta
 	if (!w)
 		return 0;
 	uint64_t entry = rx + 16;
-	if (!reach(s->addr + s->len, entry) || !reach(entry, m->slow[s->reg]))
+	if (!reach(s->cell + 5, entry) || !reach(entry, m->slow[s->reg]))
 		return 0;
-	uint64_t keep[RP_MAX_TARGETS_LIMIT];
 	unsigned k = 0;
 	for (unsigned i = 0; i < n; i++) {
 		if (reach(entry, targets[i]) && reach(entry + total, targets[i]))
@@ -320,10 +369,11 @@ uint64_t rp_stub_emit(struct rp_module *m, struct rp_site *s, const uint64_t *ta
 		c += 13;
 		x += 13;
 	}
-	emit_miss(c, x, m, s);
+	emit_push_jmp(c, x, m, s, RP_SITE_MISS);
 	header(w, (uint16_t)code, (uint16_t)k, s->addr);
 	*used = k;
 	rp_stats.stubs_emitted++;
+	emitted = true;
 	perf_map(entry, total - 16, "stub", s->addr);
 	return entry;
 }

@@ -1,24 +1,32 @@
 /*
  * Per-module thunks and slow-path entries.  Linked hidden into every module
  * built with relpoline-cc, so a call to a thunk is a direct call (no PLT)
- * and every module's sites, stubs and slow entries are within rel32 reach.
+ * and every module's sites, cells, stubs and slow entries are within rel32
+ * reach.
  *
  * Which threads run this: any application thread, at any indirect call,
  * including from signal handlers.  Nothing here takes a lock.
  *
- * States of a call site, and where its rel32 points:
- *   compiled / disabled / learning call site -> __x86_indirect_thunk_<reg>
- *   learning tail site (jmp, jcc)            -> arena entry: push $off; jmp slow_<reg>
- *   promoted                                 -> arena stub: cmp/je chain, miss: push $off; jmp slow_<reg>
- *   pinned (a stub would not pay)            -> __relpoline_plain_<reg> or _indirect_<reg>
+ * A registered module's sites no longer call the thunks: registration
+ * rewrites each site once to its own cell in the arena (docs/design.md),
+ * and the cell's jmp goes to
+ *   learning                -> arena entry: push $off; jmp slow_<reg>
+ *   promoted                -> arena stub: cmp/je chain, miss: push $off|MISS; jmp slow_<reg>
+ *   pinned (no stub pays)   -> __relpoline_plain_<reg> or _indirect_<reg>
+ *   disabled, mode off      -> __x86_indirect_thunk_<reg>
+ * The thunks themselves only run the fallback (a retpoline, or jmp *reg
+ * with RELPOLINE_FALLBACK=indirect): for sites of unregistered code, before
+ * registration, and while relpoline is off.
  *
  * The frame (seed 002): every slow entry has exactly one word pushed above
  * the return address (the site word), then SAVE pushes the same 15
  * registers in the same order, the recorder gets a pointer to that frame,
  * and RESTORE pops them all back.  Argument registers, rax (al for
  * varargs), r10 and the callee-saved ones all come back from that frame.
- * Vector registers are never saved: the recorder is compiled with
- * -mgeneral-regs-only and calls nothing, so it cannot touch them.
+ * Vector registers are never saved here: the recorder is compiled with
+ * -mgeneral-regs-only and calls nothing, so it cannot touch them; the one
+ * exception, an epoch run on this thread (RELPOLINE_THREAD=off), saves the
+ * whole extended state itself (src/epoch_inline.S).
  * Flags are not preserved: no ABI carries them into a call, and a jcc
  * site has consumed them before it branches.
  */
@@ -75,11 +83,10 @@
 	.type	__x86_indirect_thunk_\reg, @function
 	.p2align 5
 __x86_indirect_thunk_\reg:
-	testb	$(RP_F_LEARN|RP_F_INDIRECT), __relpoline_mod_flags(%rip)
+	testb	$RP_F_INDIRECT, __relpoline_mod_flags(%rip)
 	jnz	1f
 	RETPOLINE \reg
-1:	pushq	$RP_SITE_FROM_RET
-	jmp	__relpoline_slow_\reg
+1:	jmp	*%\reg
 	.size	__x86_indirect_thunk_\reg, .-__x86_indirect_thunk_\reg
 
 	/* Entered with the site word on top of the stack. */
@@ -142,7 +149,10 @@ __relpoline_indirect_\reg:
 	/*
 	 * Called (not jumped to) from a slow entry after SAVE: the frame starts
 	 * just above our return address.  rbx is part of the frame, so it is
-	 * free here to hold the unaligned stack pointer.
+	 * free here to hold the unaligned stack pointer.  The recorder returns
+	 * nonzero when an epoch is due on this thread (RELPOLINE_THREAD=off);
+	 * the runtime's entry for it preserves every register but the ones
+	 * this frame restores anyway.
 	 */
 	.type	__relpoline_slow_common, @function
 	.p2align 4
@@ -151,6 +161,11 @@ __relpoline_slow_common:
 	mov	%rsp, %rbx
 	and	$-16, %rsp
 	call	__relpoline_record
+	test	%eax, %eax
+	jnz	1f
+	mov	%rbx, %rsp
+	ret
+1:	call	relpoline__epoch_inline@PLT
 	mov	%rbx, %rsp
 	ret
 	.size	__relpoline_slow_common, .-__relpoline_slow_common

@@ -303,8 +303,9 @@ for cc in $CCS; do
 	run_case "$cc" many-sites t_many 60 "" "${DET[@]}" --
 	run_case "$cc" cxx-virtual-exceptions t_cxx 60 "" "${DET[@]}" --
 	run_case "$cc" fork-private-arena t_forkarena 60 "" "${DET[@]}" RELPOLINE_MAX_VERSIONS=1000 --
-	run_case "$cc" degrade-no-membarrier t_degrade 60 one_degrade_warning -- membarrier
-	run_case "$cc" degrade-no-code-writes t_degrade 60 one_degrade_warning -- mprotect
+	run_case "$cc" degrade-no-membarrier t_degrade 60 no_warning -- membarrier
+	run_case "$cc" degrade-no-code-writes t_degrade 60 one_degrade_warning -- procmem
+	run_case "$cc" degrade-no-memfd t_degrade 60 one_degrade_warning -- memfd
 	run_case "$cc" idle-epoch t_idle 60 "" "${DET[@]}" --
 	run_case "$cc" disable-enable t_disable 60 "" "${DET[@]}" --
 	run_case "$cc" fork t_fork 60 "" "${DET[@]}" --

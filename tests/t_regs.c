@@ -154,11 +154,13 @@ static void calls(const struct rcase *c, void *t, int n, const char *phase)
 			return; /* one report per batch is enough */
 }
 
-/* The site's opcode must keep its kind; returns where it points now. */
+/* The site's opcode must keep its kind; returns where it really goes now (through its cell). */
 static const void *site_dest(const struct rcase *c)
 {
 	char k;
-	const void *d = t_branch_dest(c->site, &k);
+	t_branch_dest(c->site, &k);
+	const void *cell, *d = t_site_dest(c->site, &cell);
+	CHECK(cell != NULL, "reg %s kind %s: site does not go through a cell", c->reg, kind_name[c->kind]);
 	char want = c->kind == K_CALL ? 'c' : c->kind == K_TAIL ? 'j' : 'x';
 	CHECK(k == want, "reg %s kind %s: site opcode kind '%c' want '%c' (bytes %02x %02x)",
 	      c->reg, kind_name[c->kind], k, want, ((unsigned char *)c->site)[0],
