@@ -295,6 +295,8 @@ for cc in $CCS; do
 	run_case "$cc" regs-fallback-indirect t_regs 60 "" "${DET[@]}" RELPOLINE_FALLBACK=indirect --
 	run_case "$cc" regs-mode-off t_regs 60 "" "${DET[@]}" RELPOLINE_MODE=off -- nopromote
 	run_case "$cc" regs-ymm t_regs 60 "" "${DET[@]}" RP_TEST_VLEVEL=1 --
+	run_case "$cc" regs-inline-epochs t_regs 60 "" RELPOLINE_THREAD=off RELPOLINE_EPOCH_MS=1 RELPOLINE_PROMOTE_MIN=16 \
+		RELPOLINE_RELEARN_MISSES=20 RELPOLINE_MAX_TARGETS=1 -- inline
 	run_case "$cc" abi t_abi 60 "" "${DET[@]}" --
 	run_case "$cc" abi-fallback-indirect t_abi 60 "" "${DET[@]}" RELPOLINE_FALLBACK=indirect --
 	run_case "$cc" tail t_tail 60 "" "${DET[@]}" --

@@ -168,8 +168,19 @@ static const void *site_dest(const struct rcase *c)
 	return d;
 }
 
+/*
+ * t_regs inline: RELPOLINE_THREAD=off, RELPOLINE_EPOCH_MS=1.  Epochs run on
+ * this thread from the middle of the very calls whose general and vector
+ * registers every call checks (relpoline__epoch_inline must save all of
+ * them).  Calls alternate targets so that sites promote, miss and get new
+ * stubs; the run asserts that inline epochs and promotions happened.
+ */
+static int inline_mode(void);
+
 int main(int argc, char **argv)
 {
+	if (argc > 1 && strcmp(argv[1], "inline") == 0)
+		return inline_mode();
 	t_deterministic(argv);
 	int promote = !(argc > 1 && strcmp(argv[1], "nopromote") == 0);
 
@@ -283,4 +294,40 @@ int main(int argc, char **argv)
 	CHECK(s.sites_promoted >= (uint64_t)ncases, "after enable: sites_promoted %" PRIu64
 	      " < %d", s.sites_promoted, ncases);
 	return t_finish("t_regs");
+}
+
+static int inline_mode(void)
+{
+	char buf[16] = "";
+	CHECK(relpoline_config_get("thread", buf, sizeof buf) == 0 && !strcmp(buf, "off"),
+	      "t_regs inline needs RELPOLINE_THREAD=off (thread=%s)", buf);
+	__builtin_cpu_init();
+	if (__builtin_cpu_supports("avx512f"))
+		regs_vlevel = 2;
+	else if (__builtin_cpu_supports("avx"))
+		regs_vlevel = 1;
+	for (int k = 0; k < 8; k++)
+		for (int b = 0; b < 64; b++)
+			regs_vpat[k][b] = (uint8_t)(0x11 * (k + 1) + b * 3 + (b >> 4));
+	add_cases();
+	void *A = regs_target_a, *B = regs_target_b;
+	struct relpoline_stats s0 = t_stats();
+	uint64_t promoted_seen = 0;
+	for (int round = 0; round < 400 && t_fails == 0; round++) {
+		if (round % 100 == 99)
+			CHECK(relpoline_relearn() == 0);
+		for (int i = 0; i < ncases; i++)
+			calls(&cases[i], (round / 25) & 1 ? B : A, 40, "inline");
+		struct relpoline_stats s = t_stats();
+		if (s.sites_promoted > promoted_seen)
+			promoted_seen = s.sites_promoted;
+	}
+	struct relpoline_stats s1 = t_stats();
+	t_print_stats("inline", &s1);
+	CHECK(s1.epochs >= s0.epochs + 3, "only %" PRIu64 " inline epochs ran", s1.epochs - s0.epochs);
+	CHECK(promoted_seen >= (uint64_t)ncases / 2, "at most %" PRIu64 " sites were promoted at once",
+	      promoted_seen);
+	CHECK(s1.stubs_emitted > promoted_seen, "no site got a second stub (%" PRIu64 " stubs)",
+	      s1.stubs_emitted);
+	return t_finish("t_regs(inline)");
 }
