@@ -125,10 +125,20 @@ void *rp_realloc(void *p, size_t n)
 
 /*
  * Heap sort: glibc's qsort may call malloc for large arrays.  In place,
- * O(n log n), no recursion.
+ * O(n log n), no recursion; an array already in order (relocation lists
+ * mostly are) costs one pass.
  */
 static void swap(uint8_t *a, uint8_t *b, size_t size)
 {
+	if (size % 8 == 0) {
+		for (size_t i = 0; i < size; i += 8) {
+			uint64_t t;
+			memcpy(&t, a + i, 8);
+			memcpy(a + i, b + i, 8);
+			memcpy(b + i, &t, 8);
+		}
+		return;
+	}
 	while (size--) {
 		uint8_t t = *a;
 		*a++ = *b;
@@ -155,7 +165,10 @@ static void sift(uint8_t *base, size_t root, size_t n, size_t size,
 void rp_sort(void *v, size_t n, size_t size, int (*cmp)(const void *, const void *))
 {
 	uint8_t *base = v;
-	if (n < 2)
+	size_t k = 1;
+	while (k < n && cmp(base + (k - 1) * size, base + k * size) <= 0)
+		k++;
+	if (k >= n)
 		return;
 	for (size_t i = n / 2; i-- > 0;)
 		sift(base, i, n, size, cmp);

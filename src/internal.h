@@ -79,7 +79,11 @@ struct rp_module {
 	struct rp_seg seg[16];
 	int nseg;
 	bool alive, main_program;
-	size_t nsites;              /* thunk sites rewritten to their cells */
+	/* Its thunk sites, rewritten at registration to their cells (module.c). */
+	uint64_t *site_addr;        /* sorted */
+	uint8_t *site_reg;          /* thunk register (frame index) of each */
+	size_t nsites;
+	uint64_t cells;             /* RX address of the first site's 24-byte cell slot */
 	uint64_t thunk[RP_NREGS], slow[RP_NREGS], plain[RP_NREGS], indirect[RP_NREGS];
 	struct rp_arena arena;
 	unsigned id;
@@ -92,7 +96,6 @@ struct rp_site {
 	uint32_t versions;          /* stubs emitted for this site */
 	uint64_t cell;              /* RX address of its cell: the jmp the site calls */
 	uint64_t cur;               /* where the cell's jmp points now */
-	uint64_t learn_entry;       /* arena entry that pushes the site word */
 	uint64_t stub;              /* current stub when promoted */
 	uint32_t ntargets;
 	uint64_t *targets;          /* RP_MAX_TARGETS_LIMIT entries, allocated at the first stub */
@@ -111,6 +114,7 @@ extern bool rp_can_patch;       /* the patcher works in this process */
 
 struct rp_module *rp_module_of(uint64_t addr);
 struct rp_site *rp_site_lookup(uint64_t addr);
+struct rp_site *rp_site_get(uint64_t addr);   /* its record, made on its first sample */
 void rp_site_seen(struct rp_site *s);
 void rp_sites_foreach(void (*fn)(struct rp_site *, void *), void *arg);
 void rp_module_set_flags(uint8_t flags);
@@ -133,7 +137,10 @@ void rp_policy_forget_range(uint64_t lo, uint64_t hi);
 /* Emit a stub; KEEP gets the targets it compares (those within reach), *USED their number. */
 uint64_t rp_stub_emit(struct rp_module *m, struct rp_site *s, const uint64_t *targets,
 		      unsigned n, uint64_t *keep, unsigned *used);
-int rp_cells_emit(struct rp_module *m, struct rp_site **sites, size_t n);
+int rp_cells_emit(struct rp_module *m);
+#define RP_CELL_SIZE 24
+#define RP_CELL_JMP 3               /* offset of the cell's jmp in its slot */
+#define RP_CELL_ENTRY 8             /* offset of the learning entry */
 int rp_arena_init(struct rp_module *m);
 void rp_arena_release(struct rp_module *m);
 void rp_arena_after_fork(struct rp_module *m);
@@ -148,7 +155,7 @@ struct rp_patch {
 enum { RP_PATCH_PENDING, RP_PATCH_DONE, RP_PATCH_ALREADY, RP_PATCH_REFUSED };
 void rp_patch_init(void);
 int rp_patch_apply(struct rp_patch *p, size_t n);
-int rp_patch_sites(struct rp_module *m, struct rp_site **sites, size_t n);
+int rp_patch_sites(struct rp_module *m);
 void rp_patch_cell_reset(struct rp_site *s);
 
 /* ---- runtime (runtime.c) ---- */

@@ -294,6 +294,8 @@ void rp_modules_reap(void)
 		map_drop_module(m);
 		rp_arena_release(m);
 		modules[i] = NULL;
+		rp_free(m->site_addr);
+		rp_free(m->site_reg);
 		rp_free(m);
 	}
 }
@@ -440,55 +442,85 @@ static size_t list_sites(const struct rp_module *m, uint64_t **sites)
 }
 
 /*
- * Give every thunk site of M a record and a cell, and rewrite the sites to
- * go through their cells (patch.c, step A).  Runs in M's constructor,
- * under rp_lock, before any other thread can run M's code.
+ * Give every thunk site of M a cell and rewrite the sites to go through
+ * them (patch.c, step A).  Runs in M's constructor, under rp_lock, before
+ * any other thread can run M's code.  Site records are made later, on a
+ * site's first sample (rp_site_get): most sites of a program never run.
  */
 static void register_sites(struct rp_module *m)
 {
 	uint64_t *addr;
 	size_t n = list_sites(m, &addr), k = 0;
-	if (!n) {
+	uint8_t *reg = n ? rp_alloc(n) : NULL;
+	for (size_t i = 0; reg && i < n; i++) {
+		uint8_t kind;
+		if (addr[i] - m->base <= 0x7fffffffu && decode_site(m, addr[i], &kind, &reg[k]))
+			addr[k++] = addr[i];
+	}
+	if (!k) {
 		rp_debug("module %s: no thunk sites in a relocation list: plain retpolines", m->path);
 		rp_free(addr);
+		rp_free(reg);
 		return;
 	}
-	struct rp_site **v = rp_alloc(n * sizeof(*v));
-	for (size_t i = 0; v && i < n; i++) {
-		uint8_t kind, reg;
-		unsigned len = decode_site(m, addr[i], &kind, &reg);
-		struct rp_site *s = len && addr[i] - m->base <= 0x7fffffffu ? rp_zalloc(sizeof(*s)) : NULL;
-		if (!s)
-			continue;
-		s->addr = addr[i];
-		s->mod = m;
-		s->kind = kind;
-		s->reg = reg;
-		s->len = (uint8_t)len;
-		s->state = RP_SS_LEARNING;
-		v[k++] = s;
-	}
-	rp_free(addr);
+	m->site_addr = addr;
+	m->site_reg = reg;
+	m->nsites = k;
 	int r = -1;
-	if (k && rp_cells_emit(m, v, k) == 0)
-		r = rp_patch_sites(m, v, k);
+	if (rp_cells_emit(m) == 0)
+		r = rp_patch_sites(m);
 	if (r < 0) {
-		if (k && m->arena.rx)
+		if (m->arena.rx && m->cells)
 			rp_warn("cannot rewrite the call sites of %s (%s): its indirect calls keep "
 				"plain retpolines", m->path, strerror(-r));
-		else if (k && !m->arena.failed)
+		else if (!m->arena.failed)
 			rp_warn("the stub arena of %s cannot hold its %zu call sites (RELPOLINE_ARENA_KB): "
 				"its indirect calls keep plain retpolines", m->path, k);
-		for (size_t i = 0; i < k; i++)
-			rp_free(v[i]);
-		rp_free(v);
+		rp_free(addr);
+		rp_free(reg);
+		m->site_addr = NULL;
+		m->site_reg = NULL;
+		m->nsites = 0;
 		return;
 	}
-	for (size_t i = 0; i < k; i++)
-		map_put(v[i]);
-	rp_free(v);
-	m->nsites = k;
 	rp_debug("module %s: %zu thunk sites rewritten to their cells", m->path, k);
+}
+
+/*
+ * The record of the site at ADDR, made on its first sample: ADDR must be
+ * one of a live module's rewritten sites.  The cell's current target is
+ * read from the cell itself.
+ */
+struct rp_site *rp_site_get(uint64_t addr)
+{
+	struct rp_site *s = rp_site_lookup(addr);
+	if (s)
+		return s;
+	struct rp_module *m = rp_module_of(addr);
+	size_t lo = 0, hi = m ? m->nsites : 0;
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+		if (m->site_addr[mid] < addr)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	if (!m || lo == m->nsites || m->site_addr[lo] != addr || !(s = rp_zalloc(sizeof(*s))))
+		return NULL;
+	size_t i = lo;
+	const uint8_t *b = (const uint8_t *)(uintptr_t)addr;
+	s->addr = addr;
+	s->mod = m;
+	s->kind = b[0] == 0xe8 ? RP_SK_CALL : b[0] == 0xe9 ? RP_SK_JMP : RP_SK_JCC;
+	s->len = b[0] == 0x0f ? 6 : 5;
+	s->reg = m->site_reg[i];
+	s->cell = m->cells + RP_CELL_SIZE * i + RP_CELL_JMP;
+	int32_t rel;
+	memcpy(&rel, (const void *)(uintptr_t)(s->cell + 1), 4);
+	s->cur = s->cell + 5 + (int64_t)rel;
+	s->state = RP_SS_LEARNING;
+	map_put(s);
+	return s;
 }
 
 /* A verified site got its first sample. */
@@ -516,7 +548,7 @@ uint64_t rp_site_desired(const struct rp_site *s)
 	case RP_SS_PINNED:
 		return rp_cfg.fallback == RP_FB_INDIRECT ? m->indirect[s->reg] : m->plain[s->reg];
 	case RP_SS_LEARNING:
-		return s->learn_entry;
+		return s->cell - RP_CELL_JMP + RP_CELL_ENTRY;
 	default:
 		return s->cur;
 	}

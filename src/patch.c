@@ -73,39 +73,46 @@ void rp_patch_init(void)
 
 /* ---- A: the one-time rewrite of a module's sites ---- */
 
-static int cmp_site_addr(const void *a, const void *b)
+/* Length of the rel32 branch at ADDR (e8/e9: 5, 0f 8x: 6). */
+static unsigned site_len(uint64_t addr)
 {
-	const struct rp_site *x = *(struct rp_site *const *)a, *y = *(struct rp_site *const *)b;
-	return x->addr < y->addr ? -1 : x->addr > y->addr;
+	return *(const uint8_t *)(uintptr_t)addr == 0x0f ? 6 : 5;
 }
 
-static void put_rel(uint8_t *at, const struct rp_site *s, uint64_t to)
+static uint64_t cell_of(const struct rp_module *m, size_t i)
 {
-	int32_t rel = (int32_t)(int64_t)(to - (s->addr + s->len));
-	memcpy(at + s->len - 4, &rel, 4);
+	return m->cells + RP_CELL_SIZE * i + RP_CELL_JMP;
 }
 
-static bool holds_rel(const struct rp_site *s, uint64_t to)
+static void put_rel(uint8_t *at, uint64_t site, uint64_t to)
+{
+	unsigned len = site_len(site);
+	int32_t rel = (int32_t)(int64_t)(to - (site + len));
+	memcpy(at + len - 4, &rel, 4);
+}
+
+static bool holds_rel(uint64_t site, uint64_t to)
 {
 	uint8_t want[8];
-	memcpy(want, (const void *)(uintptr_t)s->addr, s->len);
-	put_rel(want, s, to);
-	return !memcmp(want, (const void *)(uintptr_t)s->addr, s->len);
+	unsigned len = site_len(site);
+	memcpy(want, (const void *)(uintptr_t)site, len);
+	put_rel(want, site, to);
+	return !memcmp(want, (const void *)(uintptr_t)site, len);
 }
 
 /*
- * Point every site in SITES (all of module M, each with its cell) at its
- * cell.  Sites are grouped into runs of nearby bytes, each run read,
- * changed in a buffer and written back with one pwrite.  Returns the
- * number of sites rewritten, or a negative errno (then none is: a site
- * whose bytes were refused or did not read back is put back).
+ * Point every site of module M (m->site_addr, sorted, verified by the
+ * caller) at its cell.  Sites are grouped into runs of nearby bytes, each
+ * run read, changed in a buffer and written back with one pwrite.
+ * Returns the number of sites rewritten, or a negative errno (then none
+ * is: a site already rewritten is put back on its thunk).
  */
-int rp_patch_sites(struct rp_module *m, struct rp_site **sites, size_t n)
+int rp_patch_sites(struct rp_module *m)
 {
-	(void)m;
+	const uint64_t *a = m->site_addr;
+	size_t n = m->nsites;
 	if (!n)
 		return 0;
-	rp_sort(sites, n, sizeof(*sites), cmp_site_addr);
 	sigset_t all, old;
 	sigfillset(&all);
 	RP_STAT_ADD(syscalls, 3);
@@ -115,16 +122,15 @@ int rp_patch_sites(struct rp_module *m, struct rp_site **sites, size_t n)
 	uint8_t buf[4096 + 16];
 	size_t done = 0;
 	for (size_t i = 0; !err && i < n;) {
-		/* One run: sites whose bytes fit in one buffer. */
-		uint64_t lo = sites[i]->addr;
+		/* One run: nearby sites whose bytes fit in one buffer. */
+		uint64_t lo = a[i];
 		size_t j = i + 1;
-		while (j < n && sites[j]->addr + sites[j]->len - lo <= sizeof(buf) &&
-		       sites[j]->addr - sites[j - 1]->addr < 256)
+		while (j < n && a[j] + 6 - lo <= sizeof(buf) && a[j] - a[j - 1] < 256)
 			j++;
-		size_t len = sites[j - 1]->addr + sites[j - 1]->len - lo;
+		size_t len = a[j - 1] + site_len(a[j - 1]) - lo;
 		memcpy(buf, (const void *)(uintptr_t)lo, len);
 		for (size_t k = i; k < j; k++)
-			put_rel(buf + (sites[k]->addr - lo), sites[k], sites[k]->cell);
+			put_rel(buf + (a[k] - lo), a[k], cell_of(m, k));
 		RP_STAT_ADD(syscalls, 1);
 		errno = 0;
 		if (pwrite(fd, buf, len, (off_t)lo) != (ssize_t)len) {
@@ -132,22 +138,22 @@ int rp_patch_sites(struct rp_module *m, struct rp_site **sites, size_t n)
 			break;
 		}
 		rp_stats.bytes_written += len;
-		for (size_t k = i; k < j; k++)
-			if (!holds_rel(sites[k], sites[k]->cell))
-				err = EIO;
 		done = j;
+		for (size_t k = i; k < j; k++)
+			if (!holds_rel(a[k], cell_of(m, k)))
+				err = EIO;
 		i = j;
 	}
 	if (err && fd >= 0) {
 		/* Fail safe: every site back on its thunk, as the compiler left it. */
 		for (size_t k = 0; k < done; k++) {
 			uint8_t b[8];
-			memcpy(b, (const void *)(uintptr_t)sites[k]->addr, sites[k]->len);
-			put_rel(b, sites[k], sites[k]->mod->thunk[sites[k]->reg]);
+			unsigned len = site_len(a[k]);
+			memcpy(b, (const void *)(uintptr_t)a[k], len);
+			put_rel(b, a[k], m->thunk[m->site_reg[k]]);
 			RP_STAT_ADD(syscalls, 1);
-			if (pwrite(fd, b, sites[k]->len, (off_t)sites[k]->addr) != (ssize_t)sites[k]->len)
-				rp_warn("cannot restore site %#lx after a failed rewrite",
-					(unsigned long)sites[k]->addr);
+			if (pwrite(fd, b, len, (off_t)a[k]) != (ssize_t)len)
+				rp_warn("cannot restore site %#lx after a failed rewrite", (unsigned long)a[k]);
 		}
 	}
 	if (fd >= 0)

@@ -48,7 +48,7 @@ static void on_sample(uint64_t addr, uint64_t target, uint32_t meta, uint64_t co
 {
 	struct touched *t = arg;
 	rp_stats.records += count;
-	struct rp_site *s = rp_site_lookup(addr);
+	struct rp_site *s = rp_site_get(addr);
 	if (!s || RP_META_REG(meta) != s->reg || !s->mod->alive)
 		return;   /* a module unloaded since: entries and stubs exist only for known sites */
 	if (s->state != RP_SS_REJECTED)

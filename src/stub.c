@@ -258,12 +258,11 @@ static void header(uint8_t *w, uint16_t code, uint16_t targets, uint64_t site)
 	memcpy(w + 8, &site, 8);
 }
 
-/* push $site-base[|MISS] ; jmp slow_R, at RX address X, written at W.  10 bytes. */
-static void emit_push_jmp(uint8_t *w, uint64_t x, const struct rp_module *m, const struct rp_site *s,
-			  uint32_t miss)
+/* push $site-base|MISS ; jmp slow_R, at RX address X, written at W.  10 bytes. */
+static void emit_miss(uint8_t *w, uint64_t x, const struct rp_module *m, const struct rp_site *s)
 {
 	w[0] = 0x68;
-	put32(w + 1, (int64_t)(int32_t)((uint32_t)(s->addr - m->base) | miss));
+	put32(w + 1, (int64_t)(int32_t)((uint32_t)(s->addr - m->base) | RP_SITE_MISS));
 	w[5] = 0xe9;
 	put32(w + 6, (int64_t)(m->slow[s->reg] - (x + 10)));
 }
@@ -287,7 +286,8 @@ static void perf_map(uint64_t at, size_t len, const char *what, uint64_t site)
 
 /*
  * Cells: one block per module, made at registration, before any site is
- * rewritten to use them.  Per site, 24 bytes at an 8-aligned address:
+ * rewritten to use them.  Per site, RP_CELL_SIZE (24) bytes at an
+ * 8-aligned address:
  *     +0   cc cc cc                 padding, never executed
  *     +3   e9 rel32                 the cell: the site calls or jumps here;
  *                                   rel32 at +4 is 4-byte aligned, so one
@@ -295,34 +295,35 @@ static void perf_map(uint64_t at, size_t len, const char *what, uint64_t site)
  *     +8   push $site-base          the site's learning entry
  *     +13  jmp slow_R
  *     +18  cc x 6                   padding
- * The block starts with a 16-byte header "RPLC", u32 sites, u64 0.
+ * The block starts with a 16-byte header "RPLC", u32 sites, u64 0.  A cell
+ * starts out pointing at its learning entry.
  */
-#define CELL_SIZE 24
-
-int rp_cells_emit(struct rp_module *m, struct rp_site **sites, size_t n)
+int rp_cells_emit(struct rp_module *m)
 {
 	uint64_t rx;
-	uint8_t *w = arena_alloc(m, 16 + CELL_SIZE * n, &rx);
+	size_t n = m->nsites;
+	uint8_t *w = arena_alloc(m, 16 + RP_CELL_SIZE * n, &rx);
 	if (!w)
 		return -1;
 	uint32_t magic = CELLS_MAGIC, cnt = (uint32_t)n;
 	memcpy(w, &magic, 4);
 	memcpy(w + 4, &cnt, 4);
 	memset(w + 8, 0, 8);
+	m->cells = rx + 16;
 	for (size_t i = 0; i < n; i++) {
-		struct rp_site *s = sites[i];
-		uint8_t *c = w + 16 + CELL_SIZE * i;
-		uint64_t x = rx + 16 + CELL_SIZE * i;
-		memset(c, 0xcc, CELL_SIZE);
-		s->cell = x + 3;
-		s->learn_entry = x + 8;
-		emit_push_jmp(c + 8, x + 8, m, s, 0);
-		c[3] = 0xe9;
-		s->cur = rp_site_desired(s);   /* learning: its entry, from the first call on */
-		put32(c + 4, (int64_t)(s->cur - (s->cell + 5)));
+		uint8_t *c = w + 16 + RP_CELL_SIZE * i;
+		uint64_t x = m->cells + RP_CELL_SIZE * i;
+		uint32_t word = (uint32_t)(m->site_addr[i] - m->base);
+		memset(c, 0xcc, RP_CELL_SIZE);
+		c[RP_CELL_JMP] = 0xe9;
+		put32(c + RP_CELL_JMP + 1, RP_CELL_ENTRY - (RP_CELL_JMP + 5));
+		c[RP_CELL_ENTRY] = 0x68;
+		put32(c + RP_CELL_ENTRY + 1, (int64_t)(int32_t)word);
+		c[RP_CELL_ENTRY + 5] = 0xe9;
+		put32(c + RP_CELL_ENTRY + 6, (int64_t)(m->slow[m->site_reg[i]] - (x + RP_CELL_ENTRY + 10)));
 	}
 	emitted = true;
-	perf_map(rx + 16, CELL_SIZE * n, "cells", m->base);
+	perf_map(m->cells, RP_CELL_SIZE * n, "cells", m->base);
 	return 0;
 }
 
@@ -369,7 +370,7 @@ uint64_t rp_stub_emit(struct rp_module *m, struct rp_site *s, const uint64_t *ta
 		c += 13;
 		x += 13;
 	}
-	emit_push_jmp(c, x, m, s, RP_SITE_MISS);
+	emit_miss(c, x, m, s);
 	header(w, (uint16_t)code, (uint16_t)k, s->addr);
 	*used = k;
 	rp_stats.stubs_emitted++;
