@@ -197,34 +197,45 @@ RP_API void relpoline__register_module(struct rp_module_desc *d)
 			"it keeps plain retpolines", d->abi, RP_ABI);
 		return;
 	}
-	struct rp_module *m = rp_zalloc(sizeof(*m));
-	if (!m)
-		return;
-	m->desc = d;
-	m->base = (uint64_t)(uintptr_t)d->base;
+	/*
+	 * Built on the stack and copied under rp_lock: every allocation of the
+	 * runtime happens under rp_lock, so an epoch that a signal handler's
+	 * indirect call runs on this thread (RELPOLINE_THREAD=off) can never
+	 * find the allocator's own lock taken by the code it interrupted.
+	 */
+	struct rp_module tmp;
+	memset(&tmp, 0, sizeof(tmp));
+	tmp.desc = d;
+	tmp.base = (uint64_t)(uintptr_t)d->base;
 	for (int i = 0; i < RP_NREGS; i++) {
-		m->thunk[i] = (uint64_t)(uintptr_t)d->thunk[i];
-		m->slow[i] = (uint64_t)(uintptr_t)d->slow[i];
-		m->plain[i] = (uint64_t)(uintptr_t)d->plain[i];
-		m->indirect[i] = (uint64_t)(uintptr_t)d->indirect[i];
+		tmp.thunk[i] = (uint64_t)(uintptr_t)d->thunk[i];
+		tmp.slow[i] = (uint64_t)(uintptr_t)d->slow[i];
+		tmp.plain[i] = (uint64_t)(uintptr_t)d->plain[i];
+		tmp.indirect[i] = (uint64_t)(uintptr_t)d->indirect[i];
 	}
 	/* Outside rp_lock: dl_iterate_phdr takes the loader's list lock. */
-	struct find_arg a = { m, (uint64_t)(uintptr_t)d->thunk[0], false };
+	struct find_arg a = { &tmp, (uint64_t)(uintptr_t)d->thunk[0], false };
 	dl_iterate_phdr(find_cb, &a);
-	if (!a.found || m->text_lo >= m->text_hi) {
+	if (!a.found || tmp.text_lo >= tmp.text_hi) {
 		rp_warn("cannot find the module of thunk %p: it keeps plain retpolines", d->thunk[0]);
-		rp_free(m);
 		return;
 	}
 	pthread_mutex_lock(&rp_lock);
+	struct rp_module *m = rp_alloc(sizeof(*m));
+	if (!m) {
+		pthread_mutex_unlock(&rp_lock);
+		rp_warn("out of memory: %s keeps plain retpolines", tmp.path);
+		return;
+	}
+	*m = tmp;
 	rp_modules_reap();
 	unsigned slot = MAX_MODULES;
 	for (unsigned i = 0; i < MAX_MODULES; i++)
 		if (!modules[i]) { slot = i; break; }
 	if (slot == MAX_MODULES) {
+		rp_free(m);
 		pthread_mutex_unlock(&rp_lock);
 		rp_warn("more than %d modules: this one keeps plain retpolines", MAX_MODULES);
-		rp_free(m);
 		return;
 	}
 	m->id = slot;
