@@ -57,7 +57,7 @@ static const struct opt opts[] = {
 	  "epochs a site stays on the fallback before it is learned again" },
 	{ "arena_kb", K_LONG, O(arena_kb), 4096, 64, 1 << 20, NULL,
 	  "stub memory per module, KiB" },
-	{ "thread", K_ENUM, O(thread), 1, 0, 1, onoff_names,
+	{ "thread", K_ENUM, O(thread), 0, 0, 1, onoff_names,
 	  "on = a worker thread runs epochs; off = no thread, the slow path runs them" },
 	{ "perf_map", K_ENUM, O(perf_map), 0, 0, 1, bool_names,
 	  "1 = describe stubs in /tmp/perf-PID.map" },

@@ -183,7 +183,9 @@ static void start_worker(void)
 			rp_warn("RELPOLINE_THREAD=off needs XSAVE and a private stack: sites are promoted "
 				"only by relpoline_epoch()");
 		}
-		schedule_inline();
+		/* Every API call comes here (rp_init): it must not push a due epoch back. */
+		if (!relpoline__shared.epoch_due || !rp_enabled)
+			schedule_inline();
 		return;
 	}
 	if (worker_running || !rp_enabled || rp_cfg.epoch_ms <= 0 || rp_exiting)
