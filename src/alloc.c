@@ -15,8 +15,11 @@
  * back to the kernel; small classes keep theirs (bounded by the peak).
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
+#include <unistd.h>
 #include "internal.h"
 
 #define MIN_SHIFT 4
@@ -176,4 +179,21 @@ void rp_sort(void *v, size_t n, size_t size, int (*cmp)(const void *, const void
 		swap(base, base + end * size, size);
 		sift(base, 0, end, size, cmp);
 	}
+}
+
+/* See internal.h.  Returns the new number, or FD itself if it cannot move. */
+int rp_fd_park(int fd)
+{
+	if (fd < 0)
+		return fd;
+	struct rlimit rl;
+	long floor = 900;
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY && (long)rl.rlim_cur <= floor)
+		floor = (long)rl.rlim_cur / 2;
+	RP_STAT_ADD(syscalls, 3);
+	int hi = fcntl(fd, F_DUPFD_CLOEXEC, (int)floor);
+	if (hi < 0)
+		return fd;
+	close(fd);
+	return hi;
 }

@@ -49,6 +49,14 @@ void *rp_realloc(void *p, size_t n);
 void rp_free(void *p);
 void rp_sort(void *base, size_t n, size_t size, int (*cmp)(const void *, const void *));
 
+/*
+ * A descriptor the runtime needs for a moment (the arena memfd, the module
+ * file, /proc/self/mem) is moved to a high number first: the program may
+ * close or dup2 over low numbers it believes free at any time, and the
+ * runtime then closes only a number no program picks by accident.
+ */
+int rp_fd_park(int fd);
+
 /* ---- logging, stats (report.c) ---- */
 void rp_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void rp_debug(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

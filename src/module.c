@@ -430,7 +430,7 @@ static size_t list_sites(const struct rp_module *m, uint64_t **sites)
 	struct vec v = { 0 };
 	*sites = NULL;
 	RP_STAT_ADD(syscalls, 3);
-	int fd = open(m->path, O_RDONLY | O_CLOEXEC);
+	int fd = rp_fd_park(open(m->path, O_RDONLY | O_CLOEXEC));
 	if (fd < 0)
 		return 0;
 	struct stat st;

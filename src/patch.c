@@ -117,7 +117,7 @@ int rp_patch_sites(struct rp_module *m)
 	sigfillset(&all);
 	RP_STAT_ADD(syscalls, 3);
 	syscall(SYS_rt_sigprocmask, SIG_SETMASK, &all, &old, 8);
-	int fd = open("/proc/self/mem", O_RDWR | O_CLOEXEC);
+	int fd = rp_fd_park(open("/proc/self/mem", O_RDWR | O_CLOEXEC));
 	int err = fd < 0 ? errno : 0;
 	uint8_t buf[4096 + 16];
 	size_t done = 0;
@@ -212,7 +212,11 @@ int rp_patch_apply(struct rp_patch *p, size_t n)
 	}
 	if (rp_arena_emitted() && sync_core_ok) {
 		RP_STAT_ADD(membarriers, 1);
-		sys_membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED_SYNC_CORE);
+		if (sys_membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED_SYNC_CORE) < 0) {
+			/* Refused since (a seccomp filter installed later): publish by the store alone. */
+			rp_debug("membarrier(SYNC_CORE) failed (%s): no longer used", strerror(errno));
+			sync_core_ok = false;
+		}
 	}
 	for (size_t i = 0; i < n; i++) {
 		if (p[i].status != RP_PATCH_PENDING)

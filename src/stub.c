@@ -83,6 +83,7 @@ static int arena_memfd(size_t size)
 	int fd = (int)syscall(SYS_memfd_create, "relpoline-arena", MFD_CLOEXEC | MFD_EXEC);
 	if (fd < 0)
 		fd = (int)syscall(SYS_memfd_create, "relpoline-arena", MFD_CLOEXEC);
+	fd = rp_fd_park(fd);
 	if (fd >= 0 && ftruncate(fd, (off_t)size) < 0) {
 		close(fd);
 		fd = -1;
