@@ -102,8 +102,12 @@ struct rp_site {
 	struct rp_module *mod;
 	uint8_t kind, reg, len, state;
 	uint32_t versions;          /* stubs emitted for this site */
-	uint64_t cell;              /* RX address of its cell: the jmp the site calls */
+	uint64_t cell;              /* RX address of its cell: what the site calls */
 	uint64_t cur;               /* where the cell's jmp points now */
+	uint64_t slot;              /* what the cell's compare slot holds now (rp_cell_never if disarmed) */
+	uint64_t je_target;         /* where the cell's je goes: written once, 0 until then */
+	bool je_written;
+	bool use_je;                /* the current stub leaves je_target to the cell's compare */
 	uint64_t stub;              /* current stub when promoted */
 	uint32_t ntargets;
 	uint64_t *targets;          /* RP_MAX_TARGETS_LIMIT entries, allocated at the first stub */
@@ -129,6 +133,7 @@ void rp_module_set_flags(uint8_t flags);
 void rp_modules_after_fork(void);
 void rp_modules_reap(void);
 uint64_t rp_site_desired(const struct rp_site *s);
+uint64_t rp_site_desired_slot(const struct rp_site *s);
 
 /* ---- learning (learn.c) ---- */
 typedef void (*rp_sample_fn)(uint64_t site, uint64_t target, uint32_t meta, uint64_t count, void *arg);
@@ -146,18 +151,26 @@ void rp_policy_forget_range(uint64_t lo, uint64_t hi);
 uint64_t rp_stub_emit(struct rp_module *m, struct rp_site *s, const uint64_t *targets,
 		      unsigned n, uint64_t *keep, unsigned *used);
 int rp_cells_emit(struct rp_module *m);
-#define RP_CELL_SIZE 24
-#define RP_CELL_JMP 3               /* offset of the cell's jmp in its slot */
-#define RP_CELL_ENTRY 8             /* offset of the learning entry */
+void rp_cell_reinit(struct rp_module *m, size_t i);
+/* A site's cell (stub.c): offsets in its RP_CELL_SIZE bytes. */
+#define RP_CELL_SIZE 48
+#define RP_CELL_JE 10               /* je rel32: displacement at 12, 4-byte aligned */
+#define RP_CELL_JMP 19              /* jmp rel32: displacement at 20, 4-byte aligned */
+#define RP_CELL_SLOT 24             /* the compare slot, 8-byte aligned */
+#define RP_CELL_ENTRY 32            /* the learning entry */
+/* The disarmed slot value: the slot's own address, which no program calls. */
+static inline uint64_t rp_cell_never(uint64_t cell) { return cell + RP_CELL_SLOT; }
 int rp_arena_init(struct rp_module *m);
 void rp_arena_release(struct rp_module *m);
 void rp_arena_after_fork(struct rp_module *m);
 bool rp_arena_emitted(void);   /* new code since the last call */
+bool rp_reach(uint64_t from, uint64_t to);   /* a rel32 branch at FROM can reach TO */
 
 /* ---- patching (patch.c) ---- */
 struct rp_patch {
 	struct rp_site *site;
 	uint64_t to;             /* where the cell's jmp should point */
+	uint64_t slot;           /* what its compare slot should hold */
 	uint8_t status;          /* RP_PATCH_*, set by rp_patch_apply */
 };
 enum { RP_PATCH_PENDING, RP_PATCH_DONE, RP_PATCH_ALREADY, RP_PATCH_REFUSED };

@@ -123,19 +123,26 @@ struct rp_module *rp_module_of(uint64_t addr)
 	return NULL;
 }
 
-static void reset_cell(struct rp_site *s, void *arg)
-{
-	(void)arg;
-	if (s->cell)
-		rp_patch_cell_reset(s);
-}
-
+/*
+ * fork child, single-threaded: private arenas, and every cell written again
+ * from this process's own records (the parent may have changed the shared
+ * copy after the fork).
+ */
 void rp_modules_after_fork(void)
 {
-	for (unsigned i = 0; i < nmodules; i++)
-		if (modules[i])
-			rp_arena_after_fork(modules[i]);
-	rp_sites_foreach(reset_cell, NULL);
+	for (unsigned i = 0; i < nmodules; i++) {
+		struct rp_module *m = modules[i];
+		if (!m)
+			continue;
+		rp_arena_after_fork(m);
+		for (size_t k = 0; k < m->nsites; k++) {
+			struct rp_site *s = rp_site_lookup(m->site_addr[k]);
+			if (s)
+				rp_patch_cell_reset(s);
+			else
+				rp_cell_reinit(m, k);
+		}
+	}
 }
 
 void rp_module_set_flags(uint8_t flags)
@@ -525,10 +532,10 @@ struct rp_site *rp_site_get(uint64_t addr)
 	s->kind = b[0] == 0xe8 ? RP_SK_CALL : b[0] == 0xe9 ? RP_SK_JMP : RP_SK_JCC;
 	s->len = b[0] == 0x0f ? 6 : 5;
 	s->reg = m->site_reg[i];
-	s->cell = m->cells + RP_CELL_SIZE * i + RP_CELL_JMP;
-	int32_t rel;
-	memcpy(&rel, (const void *)(uintptr_t)(s->cell + 1), 4);
-	s->cur = s->cell + 5 + (int64_t)rel;
+	s->cell = m->cells + RP_CELL_SIZE * i;
+	/* A cell without a record was never changed: as rp_cells_emit left it. */
+	s->cur = s->cell + RP_CELL_ENTRY;
+	s->slot = rp_cell_never(s->cell);
 	s->state = RP_SS_LEARNING;
 	map_put(s);
 	return s;
@@ -547,7 +554,15 @@ void rp_site_seen(struct rp_site *s)
 		rp_stats.sites_tail++;
 }
 
-/* Where the site's rel32 should point, given its state and the global switches. */
+/* What the cell's compare slot should hold: its je target while a stub relies on it. */
+uint64_t rp_site_desired_slot(const struct rp_site *s)
+{
+	if (rp_enabled && s->state == RP_SS_PROMOTED && s->use_je)
+		return s->je_target;
+	return rp_cell_never(s->cell);
+}
+
+/* Where the site's cell jump should point, given its state and the global switches. */
 uint64_t rp_site_desired(const struct rp_site *s)
 {
 	const struct rp_module *m = s->mod;
@@ -559,7 +574,7 @@ uint64_t rp_site_desired(const struct rp_site *s)
 	case RP_SS_PINNED:
 		return rp_cfg.fallback == RP_FB_INDIRECT ? m->indirect[s->reg] : m->plain[s->reg];
 	case RP_SS_LEARNING:
-		return s->cell - RP_CELL_JMP + RP_CELL_ENTRY;
+		return s->cell + RP_CELL_ENTRY;
 	default:
 		return s->cur;
 	}

@@ -81,7 +81,7 @@ static unsigned site_len(uint64_t addr)
 
 static uint64_t cell_of(const struct rp_module *m, size_t i)
 {
-	return m->cells + RP_CELL_SIZE * i + RP_CELL_JMP;
+	return m->cells + RP_CELL_SIZE * i;
 }
 
 static void put_rel(uint8_t *at, uint64_t site, uint64_t to)
@@ -167,11 +167,6 @@ int rp_patch_sites(struct rp_module *m)
 
 /* ---- B: retargeting cells ---- */
 
-static uint32_t cell_rel(const struct rp_site *s, uint64_t to)
-{
-	return (uint32_t)(int32_t)(int64_t)(to - (s->cell + 5));
-}
-
 /* The cell in the arena's read-write view (which a fork child remaps), or NULL if none. */
 static uint8_t *cell_rw(const struct rp_site *s)
 {
@@ -179,28 +174,43 @@ static uint8_t *cell_rw(const struct rp_site *s)
 	return a->rw ? a->rw + (s->cell - (uint64_t)(uintptr_t)a->rx) : NULL;
 }
 
+/* The displacement of the rel32 branch ending at cell offset END, to TO. */
+static uint32_t rel_to(const struct rp_site *s, unsigned end, uint64_t to)
+{
+	return (uint32_t)(int32_t)(int64_t)(to - (s->cell + end));
+}
+
+static uint32_t load32(uint64_t at)
+{
+	return __atomic_load_n((const uint32_t *)(uintptr_t)at, __ATOMIC_RELAXED);
+}
+
 /*
- * Apply N cell retargets.  Sets p[i].status: DONE, ALREADY (the cell
- * already pointed there), REFUSED (the cell does not hold what the
- * runtime wrote: never touched again).  Returns the number of cells
- * changed.
+ * Apply N cell changes: each cell's jmp to p[i].to and its compare slot to
+ * p[i].slot.  Sets p[i].status: DONE, ALREADY (nothing to change), REFUSED
+ * (the cell does not hold what the runtime wrote: never touched again).
+ * Returns the number of cells changed.
+ *
+ * Order within the pass: a je that is armed for the first time gets its
+ * displacement while its slot still holds rp_cell_never; then, if any code
+ * was written (new stubs, new je displacements), one membarrier; then the
+ * jmps and slots.  Each of those stores alone leaves the cell correct.
  */
 int rp_patch_apply(struct rp_patch *p, size_t n)
 {
 	size_t k = 0;
 	for (size_t i = 0; i < n; i++) {
 		struct rp_site *s = p[i].site;
-		const uint8_t *rx = (const uint8_t *)(uintptr_t)s->cell;
-		uint32_t now;
-		memcpy(&now, rx + 1, 4);
-		if (!cell_rw(s) || rx[0] != 0xe9) {
-			p[i].status = RP_PATCH_REFUSED;
-		} else if (now == cell_rel(s, p[i].to)) {
-			p[i].status = RP_PATCH_ALREADY;
-		} else if (now != cell_rel(s, s->cur)) {
-			rp_debug("cell of site %#lx does not hold the expected jump: not patched",
+		uint64_t c = s->cell;
+		bool jmp_ok = load32(c + RP_CELL_JMP + 1) == rel_to(s, RP_CELL_JMP + 5, s->cur);
+		bool slot_ok = __atomic_load_n((const uint64_t *)(uintptr_t)(c + RP_CELL_SLOT),
+					       __ATOMIC_RELAXED) == s->slot;
+		if (!cell_rw(s) || !jmp_ok || !slot_ok) {
+			rp_debug("cell of site %#lx does not hold what was written: not patched",
 				 (unsigned long)s->addr);
 			p[i].status = RP_PATCH_REFUSED;
+		} else if (p[i].to == s->cur && p[i].slot == s->slot) {
+			p[i].status = RP_PATCH_ALREADY;
 		} else {
 			p[i].status = RP_PATCH_PENDING;
 			k++;
@@ -210,7 +220,19 @@ int rp_patch_apply(struct rp_patch *p, size_t n)
 		rp_stats.patch_passes_empty++;
 		return 0;
 	}
-	if (rp_arena_emitted() && sync_core_ok) {
+	bool code = rp_arena_emitted();
+	for (size_t i = 0; i < n; i++) {
+		struct rp_site *s = p[i].site;
+		if (p[i].status != RP_PATCH_PENDING || p[i].slot == rp_cell_never(s->cell) || s->je_written)
+			continue;
+		/* First arming: the slot is still disarmed, so no thread takes this je yet. */
+		__atomic_store_n((uint32_t *)(void *)(cell_rw(s) + RP_CELL_JE + 2),
+				 rel_to(s, RP_CELL_JE + 6, s->je_target), __ATOMIC_RELEASE);
+		s->je_written = true;
+		rp_stats.bytes_written += 4;
+		code = true;
+	}
+	if (code && sync_core_ok) {
 		RP_STAT_ADD(membarriers, 1);
 		if (sys_membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED_SYNC_CORE) < 0) {
 			/* Refused since (a seccomp filter installed later): publish by the store alone. */
@@ -222,24 +244,38 @@ int rp_patch_apply(struct rp_patch *p, size_t n)
 		if (p[i].status != RP_PATCH_PENDING)
 			continue;
 		struct rp_site *s = p[i].site;
-		__atomic_store_n((uint32_t *)(void *)(cell_rw(s) + 1), cell_rel(s, p[i].to), __ATOMIC_RELEASE);
+		uint8_t *w = cell_rw(s);
+		if (p[i].to != s->cur) {
+			__atomic_store_n((uint32_t *)(void *)(w + RP_CELL_JMP + 1),
+					 rel_to(s, RP_CELL_JMP + 5, p[i].to), __ATOMIC_RELEASE);
+			rp_stats.bytes_written += 4;
+		}
+		if (p[i].slot != s->slot)
+			__atomic_store_n((uint64_t *)(void *)(w + RP_CELL_SLOT), p[i].slot, __ATOMIC_RELEASE);
+		s->cur = p[i].to;
+		s->slot = p[i].slot;
 		p[i].status = RP_PATCH_DONE;
 	}
-	rp_stats.bytes_written += 4 * k;
 	rp_stats.patch_passes++;
 	rp_stats.sites_patched += k;
 	return (int)k;
 }
 
 /*
- * A fork child's copy of an arena: the parent's worker may have retargeted
- * cells of the shared memfd after the fork, at stubs written past what the
- * child copied.  The child, still single-threaded (atfork), writes every
- * cell again from its own records.
+ * A fork child's copy of an arena: the parent's epochs may have changed
+ * cells of the shared memfd after the fork, pointing at stubs written past
+ * what the child copied.  The child, still single-threaded (atfork),
+ * writes every cell of a known site again from its own records.
  */
 void rp_patch_cell_reset(struct rp_site *s)
 {
 	uint8_t *w = cell_rw(s);
-	if (w)
-		__atomic_store_n((uint32_t *)(void *)(w + 1), cell_rel(s, s->cur), __ATOMIC_RELEASE);
+	if (!w)
+		return;
+	uint64_t je = s->je_written ? s->je_target : s->cell + RP_CELL_JMP;
+	__atomic_store_n((uint32_t *)(void *)(w + RP_CELL_JE + 2), rel_to(s, RP_CELL_JE + 6, je),
+			 __ATOMIC_RELEASE);
+	__atomic_store_n((uint32_t *)(void *)(w + RP_CELL_JMP + 1), rel_to(s, RP_CELL_JMP + 5, s->cur),
+			 __ATOMIC_RELEASE);
+	__atomic_store_n((uint64_t *)(void *)(w + RP_CELL_SLOT), s->slot, __ATOMIC_RELEASE);
 }

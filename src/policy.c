@@ -110,15 +110,35 @@ static bool install_stub(struct rp_site *s, const uint64_t *targets, unsigned k)
 {
 	if (!s->targets && !(s->targets = rp_alloc(RP_MAX_TARGETS_LIMIT * sizeof(*s->targets))))
 		return false;
-	uint64_t keep[RP_MAX_TARGETS_LIMIT];
-	unsigned used = 0;
-	uint64_t stub = rp_stub_emit(s->mod, s, targets, k, keep, &used);
+	/*
+	 * The cell's own compare keeps one target for good: the first hot
+	 * target the site is ever promoted with (stub.c).  While that target
+	 * is among the hot ones it costs one compare, as a direct call would
+	 * cost a call; the stub compares the others.
+	 */
+	uint64_t first = s->je_target ? s->je_target : targets[0];
+	uint64_t rest[RP_MAX_TARGETS_LIMIT], keep[RP_MAX_TARGETS_LIMIT];
+	unsigned nrest = 0, used = 0;
+	bool use_je = false;
+	for (unsigned i = 0; i < k; i++) {
+		if (targets[i] == first && rp_reach(s->cell + RP_CELL_JE + 6, first))
+			use_je = true;
+		else
+			rest[nrest++] = targets[i];
+	}
+	uint64_t stub = rp_stub_emit(s->mod, s, rest, nrest, keep, &used);
 	if (!stub)
 		return false;
 	s->versions++;
 	s->stub = stub;
-	s->ntargets = used;
-	memcpy(s->targets, keep, used * sizeof(keep[0]));
+	s->ntargets = 0;
+	if (use_je) {
+		s->je_target = first;
+		s->targets[s->ntargets++] = first;
+	}
+	memcpy(s->targets + s->ntargets, keep, used * sizeof(keep[0]));
+	s->ntargets += used;
+	s->use_je = use_je;
 	s->state = RP_SS_PROMOTED;
 	return true;
 }
@@ -257,8 +277,8 @@ static void plan_site(struct rp_site *s, void *arg)
 	struct plan *pl = arg;
 	if (s->state == RP_SS_REJECTED || !s->mod->alive)
 		return;
-	uint64_t want = rp_site_desired(s);
-	if (want == s->cur)
+	uint64_t want = rp_site_desired(s), slot = rp_site_desired_slot(s);
+	if (want == s->cur && slot == s->slot)
 		return;
 	if (pl->n == pl->cap) {
 		size_t nc = pl->cap ? pl->cap * 2 : 64;
@@ -268,7 +288,7 @@ static void plan_site(struct rp_site *s, void *arg)
 		pl->p = np;
 		pl->cap = nc;
 	}
-	pl->p[pl->n++] = (struct rp_patch){ .site = s, .to = want };
+	pl->p[pl->n++] = (struct rp_patch){ .site = s, .to = want, .slot = slot };
 }
 
 static void count_site(struct rp_site *s, void *arg)
@@ -299,7 +319,6 @@ int rp_policy_sync(void)
 		struct rp_patch *p = &pl.p[i];
 		struct rp_site *s = p->site;
 		if (p->status == RP_PATCH_DONE || p->status == RP_PATCH_ALREADY) {
-			s->cur = p->to;
 			if (s->state == RP_SS_PROMOTED && !rp_stats.first_promotion_ns)
 				rp_stats.first_promotion_ns = rp_now_ns() - rp_start_ns;
 		} else if (p->status == RP_PATCH_REFUSED) {

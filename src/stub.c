@@ -58,6 +58,8 @@ static bool reach(uint64_t from, uint64_t to)
 	return d > -REACH && d < REACH;
 }
 
+bool rp_reach(uint64_t from, uint64_t to) { return reach(from, to); }
+
 static void *map_at(uint64_t at, size_t size, int prot, int flags, int fd)
 {
 	RP_STAT_ADD(syscalls, 1);
@@ -285,20 +287,69 @@ static void perf_map(uint64_t at, size_t len, const char *what, uint64_t site)
 	}
 }
 
+/* cmp slot(%rip),%R at X (written at C), slot at absolute address SLOT.  7 bytes. */
+static void emit_cmp(uint8_t *c, uint64_t x, uint8_t reg, uint64_t slot)
+{
+	uint8_t hr = hwreg[reg];
+	c[0] = 0x48 | (hr >= 8 ? 0x04 : 0);         /* REX.W (+R) */
+	c[1] = 0x3b;                                 /* cmp r64, r/m64 */
+	c[2] = (uint8_t)(0x05 | ((hr & 7) << 3));    /* modrm: reg, RIP+disp32 */
+	put32(c + 3, (int64_t)(slot - (x + 7)));
+}
+
 /*
  * Cells: one block per module, made at registration, before any site is
- * rewritten to use them.  Per site, RP_CELL_SIZE (24) bytes at an
- * 8-aligned address:
- *     +0   cc cc cc                 padding, never executed
- *     +3   e9 rel32                 the cell: the site calls or jumps here;
- *                                   rel32 at +4 is 4-byte aligned, so one
- *                                   aligned store retargets it (patch.c)
- *     +8   push $site-base          the site's learning entry
- *     +13  jmp slow_R
- *     +18  cc x 6                   padding
- * The block starts with a 16-byte header "RPLC", u32 sites, u64 0.  A cell
- * starts out pointing at its learning entry.
+ * rewritten to use them.  Per site, RP_CELL_SIZE (48) bytes at an 8-aligned
+ * address C; the site calls or jumps to C:
+ *     C+0   cmp slot(%rip),%R        the cell's own compare
+ *     C+7   nop3
+ *     C+10  je rel32                 displacement at C+12, 4-byte aligned
+ *     C+16  nop3
+ *     C+19  jmp rel32                displacement at C+20, 4-byte aligned
+ *     C+24  slot                     8 bytes, 8-byte aligned
+ *     C+32  push $site-base          the site's learning entry
+ *     C+37  jmp slow_R
+ *     C+42  cc x 6
+ * The jmp is what every state change retargets (patch.c).  The compare
+ * lets a promoted site's hottest target cost what it cost before cells
+ * existed (one compare and one taken branch): its slot is armed with that
+ * target, and the je goes there.  The je's displacement is written once,
+ * while the slot still holds a value no register does (rp_cell_never: the
+ * slot's own address), and never changed again; disarming only stores
+ * that value back.  A thread that read either slot value and takes the je
+ * therefore always lands where its register points (patch.c).  A new cell
+ * has its slot disarmed, its je at C+19 and its jmp at the learning entry.
+ * The block starts with a 16-byte header "RPLC", u32 sites, u64 0.
  */
+static void cell_init(const struct rp_module *m, size_t i, uint8_t *c)
+{
+	static const uint8_t nop3[3] = { 0x0f, 0x1f, 0x00 };
+	uint64_t x = m->cells + RP_CELL_SIZE * i;
+	uint32_t word = (uint32_t)(m->site_addr[i] - m->base);
+	uint64_t never = rp_cell_never(x);
+	memset(c, 0xcc, RP_CELL_SIZE);
+	emit_cmp(c, x, m->site_reg[i], x + RP_CELL_SLOT);
+	memcpy(c + 7, nop3, 3);
+	c[RP_CELL_JE] = 0x0f;
+	c[RP_CELL_JE + 1] = 0x84;
+	put32(c + RP_CELL_JE + 2, RP_CELL_JMP - (RP_CELL_JE + 6));
+	memcpy(c + 16, nop3, 3);
+	c[RP_CELL_JMP] = 0xe9;
+	put32(c + RP_CELL_JMP + 1, RP_CELL_ENTRY - (RP_CELL_JMP + 5));
+	memcpy(c + RP_CELL_SLOT, &never, 8);
+	c[RP_CELL_ENTRY] = 0x68;
+	put32(c + RP_CELL_ENTRY + 1, (int64_t)(int32_t)word);
+	c[RP_CELL_ENTRY + 5] = 0xe9;
+	put32(c + RP_CELL_ENTRY + 6, (int64_t)(m->slow[m->site_reg[i]] - (x + RP_CELL_ENTRY + 10)));
+}
+
+/* A fork child, single-threaded: cell I of M back to its initial state (its site has no record). */
+void rp_cell_reinit(struct rp_module *m, size_t i)
+{
+	if (m->arena.rw)
+		cell_init(m, i, m->arena.rw + (m->cells + RP_CELL_SIZE * i - (uint64_t)(uintptr_t)m->arena.rx));
+}
+
 int rp_cells_emit(struct rp_module *m)
 {
 	uint64_t rx;
@@ -311,18 +362,8 @@ int rp_cells_emit(struct rp_module *m)
 	memcpy(w + 4, &cnt, 4);
 	memset(w + 8, 0, 8);
 	m->cells = rx + 16;
-	for (size_t i = 0; i < n; i++) {
-		uint8_t *c = w + 16 + RP_CELL_SIZE * i;
-		uint64_t x = m->cells + RP_CELL_SIZE * i;
-		uint32_t word = (uint32_t)(m->site_addr[i] - m->base);
-		memset(c, 0xcc, RP_CELL_SIZE);
-		c[RP_CELL_JMP] = 0xe9;
-		put32(c + RP_CELL_JMP + 1, RP_CELL_ENTRY - (RP_CELL_JMP + 5));
-		c[RP_CELL_ENTRY] = 0x68;
-		put32(c + RP_CELL_ENTRY + 1, (int64_t)(int32_t)word);
-		c[RP_CELL_ENTRY + 5] = 0xe9;
-		put32(c + RP_CELL_ENTRY + 6, (int64_t)(m->slow[m->site_reg[i]] - (x + RP_CELL_ENTRY + 10)));
-	}
+	for (size_t i = 0; i < n; i++)
+		cell_init(m, i, w + 16 + RP_CELL_SIZE * i);
 	emitted = true;
 	perf_map(m->cells, RP_CELL_SIZE * n, "cells", m->base);
 	return 0;
@@ -342,7 +383,7 @@ uint64_t rp_stub_emit(struct rp_module *m, struct rp_site *s, const uint64_t *ta
 	if (!w)
 		return 0;
 	uint64_t entry = rx + 16;
-	if (!reach(s->cell + 5, entry) || !reach(entry, m->slow[s->reg]))
+	if (!reach(s->cell + RP_CELL_JMP + 5, entry) || !reach(entry, m->slow[s->reg]))
 		return 0;
 	unsigned k = 0;
 	for (unsigned i = 0; i < n; i++) {
@@ -351,19 +392,14 @@ uint64_t rp_stub_emit(struct rp_module *m, struct rp_site *s, const uint64_t *ta
 		else
 			rp_stats.far_targets++;
 	}
-	if (!k)
+	if (n && !k)
 		return 0;   /* arena space stays used: stubs are never reused anyway */
 	code = 13 * (size_t)k + 10;
 	size_t slots_off = (code + 7) & ~(size_t)7;
 	uint8_t *c = w + 16;
 	uint64_t x = entry;
-	uint8_t hr = hwreg[s->reg];
 	for (unsigned i = 0; i < k; i++) {
-		uint64_t slot = entry + slots_off + 8 * i;
-		c[0] = 0x48 | (hr >= 8 ? 0x04 : 0);         /* REX.W (+R) */
-		c[1] = 0x3b;                                 /* cmp r64, r/m64 */
-		c[2] = (uint8_t)(0x05 | ((hr & 7) << 3));    /* modrm: reg, RIP+disp32 */
-		put32(c + 3, (int64_t)(slot - (x + 7)));
+		emit_cmp(c, x, s->reg, entry + slots_off + 8 * i);
 		c[7] = 0x0f;
 		c[8] = 0x84;                                 /* je rel32 */
 		put32(c + 9, (int64_t)(keep[i] - (x + 13)));

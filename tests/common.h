@@ -167,24 +167,47 @@ static UNUSED const void *t_branch_dest(const void *site, char *kind)
 /*
  * Where a thunk site really goes.  Since ABI 3 every site of a registered
  * module is rewritten once, at registration, to call its own cell in the
- * module's stub arena: a 5-byte "jmp rel32" whose rel32 is 4-byte aligned.
- * Every later state change (learning, promoted, pinned, disabled) only
- * retargets that jmp.  This follows the site's branch and, if it lands on
- * a cell, the cell's jmp; *CELL (if not NULL) gets the cell or NULL.
+ * module's stub arena (src/stub.c):
+ *     C+0 cmp slot(%rip),%R; C+7 nop3; C+10 je rel32; C+16 nop3;
+ *     C+19 jmp rel32 (displacement 4-byte aligned); C+24 slot
+ * Every later state change (learning, promoted, pinned, disabled) retargets
+ * the jmp; a promoted site may also arm the compare with its first hot
+ * target.  This follows the site's branch and, if it lands on a cell, the
+ * cell's jmp; *CELL (if not NULL) gets the cell or NULL.  t_cell_armed()
+ * tells where the cell's compare sends a matching register (NULL when its
+ * slot is disarmed).
  */
+static UNUSED int t_is_cell(const unsigned char *c)
+{
+	return c && ((uintptr_t)c & 7) == 0 && (c[0] == 0x48 || c[0] == 0x4c) && c[1] == 0x3b &&
+	       c[10] == 0x0f && c[11] == 0x84 && c[19] == 0xe9;
+}
+
 static UNUSED const void *t_site_dest(const void *site, const void **cell)
 {
 	const unsigned char *d = t_branch_dest(site, NULL);
 	if (cell)
 		*cell = NULL;
-	if (d && d[0] == 0xe9 && ((uintptr_t)(d + 1) & 3) == 0) {
+	if (t_is_cell(d)) {
 		int32_t rel;
-		memcpy(&rel, d + 1, 4);
+		memcpy(&rel, d + 20, 4);
 		if (cell)
 			*cell = d;
-		return d + 5 + rel;
+		return d + 24 + rel;
 	}
 	return d;
+}
+
+static UNUSED const void *t_cell_armed(const void *cellp)
+{
+	const unsigned char *c = cellp;
+	uint64_t slot;
+	int32_t rel;
+	memcpy(&slot, c + 24, 8);
+	if (slot == (uint64_t)(uintptr_t)(c + 24))
+		return NULL;
+	memcpy(&rel, c + 12, 4);
+	return c + 16 + rel;
 }
 
 static UNUSED uint64_t t_env_u64(const char *name, uint64_t dflt)
