@@ -13,12 +13,25 @@
  * would have reached (each target returns its own id mixed with the
  * argument and the site's salt).  Wrong results must be 0.
  *
+ * And the run must really have promoted and re-patched sites while the
+ * threads ran, not merely survived: the control thread samples the stats
+ * and the site bytes (every thunk site of the test, found in the
+ * executable, followed with ts_dest through its cell) during the run.
+ * Checked: sites_promoted > 0 at some sample and many sites seen on stubs
+ * of their own in the code at once; sites seen moving from one
+ * destination to another; patch_passes, stubs_emitted and relearns grew
+ * between the first and the last sample and still grew in the second half
+ * of the run.  ABI 3 contract: no INT3 trap (traps_emulated 0), no
+ * mprotect of code (protect_changes 0), at most one membarrier per pass.
+ *
  * Environment: STRESS_CALLS (total, default 3e8), STRESS_THREADS (8),
+ * RELPOLINE_ARENA_KB (65536 unless set; see main),
  * STRESS_SECONDS (stop early after this many seconds, default 240),
  * STRESS_BLOCK_SIGNALS=1 (the calling threads block every signal, SIGTRAP
  * included, as many programs' helper threads do).
  */
 #include "common.h"
+#include "sites.h"
 #include <pthread.h>
 #include <signal.h>
 #include <sys/time.h>
@@ -191,6 +204,58 @@ static void msleep(int ms)
 
 static int ctl_errors;
 
+/* ---- watching the run: stats and site bytes, sampled by the control thread ---- */
+#define MAXTS 128
+static struct ts_site tss[MAXTS];
+static int ntss;
+static const unsigned char *last_dest[MAXTS];
+
+struct sample { uint64_t passes, stubs, relearns; };
+#define MAXSAMPLES 65536
+static struct {
+	int samples;
+	uint64_t max_promoted;              /* stats.sites_promoted, max over samples */
+	int max_on_stubs;                   /* sites seen on a stub of their own in one sample */
+	uint64_t moves;                     /* a site's destination changed between samples */
+	struct sample s[MAXSAMPLES];
+} watch;
+
+static void find_sites(void)
+{
+	for (int s = 0; s < NSITES; s++) {
+		int n = ts_find_sites((const void *)sites[s], tss + ntss, MAXTS - ntss);
+		CHECK(n == (s % 3 == 2 ? 2 : 1), "site_%d: %d thunk sites found in the executable", s, n);
+		if (n > 0)
+			ntss += n;
+	}
+	int n = ts_find_sites((const void *)call_dispatch, tss + ntss, MAXTS - ntss);
+	CHECK(n == 1, "call_dispatch: %d thunk sites", n);
+	if (n > 0)
+		ntss += n;
+}
+
+static void sample(void)
+{
+	struct relpoline_stats st = t_stats();
+	if (watch.samples < MAXSAMPLES)
+		watch.s[watch.samples++] = (struct sample){ st.patch_passes, st.stubs_emitted, st.relearns };
+	if (st.sites_promoted > watch.max_promoted)
+		watch.max_promoted = st.sites_promoted;
+	int on = 0;
+	for (int i = 0; i < ntss; i++) {
+		const unsigned char *d = ts_dest(tss[i].addr, NULL);
+		if (!d)
+			continue;   /* caught mid-write */
+		if (ts_stub_header_for(d, tss[i].addr))
+			on++;
+		if (last_dest[i] && d != last_dest[i])
+			watch.moves++;
+		last_dest[i] = d;
+	}
+	if (on > watch.max_on_stubs)
+		watch.max_on_stubs = on;
+}
+
 static void *control(void *arg)
 {
 	double limit = *(double *)arg, t0 = now();
@@ -211,6 +276,8 @@ static void *control(void *arg)
 			if (relpoline_enable() != 0)
 				ctl_errors++;
 		}
+		if (k % 5 == 0)
+			sample();
 		if (now() - t0 > limit) {
 			fprintf(stderr, "stress: time limit %.0fs reached, stopping early\n", limit);
 			stop = 1;
@@ -226,6 +293,13 @@ int main(int argc, char **argv)
 		"RELPOLINE_PROMOTE_MIN", "32",
 		"RELPOLINE_RELEARN_MISSES", "50",
 		"RELPOLINE_MAX_VERSIONS", "1000",
+		/*
+		 * 18,000 stubs fill the default 4 MiB arena about half-way through
+		 * the default run; after that no site can be promoted any more and
+		 * the rest of the run only moves sites between thunks and the
+		 * fallback.  A larger arena keeps the whole run promoting.
+		 */
+		"RELPOLINE_ARENA_KB", "65536",
 		NULL, NULL,
 	};
 	t_default_env(argv, kv);
@@ -237,6 +311,7 @@ int main(int argc, char **argv)
 		nthreads = 8;
 	per_thread = total / (uint64_t)nthreads;
 
+	find_sites();
 	/* Sanity: every site and target, single-threaded, before anything is promoted. */
 	for (int s = 0; s < NSITES; s++)
 		for (int t = 0; t < NTARGETS; t++) {
@@ -291,10 +366,42 @@ int main(int argc, char **argv)
 	if (calls_total < total - (uint64_t)nthreads)
 		fprintf(stderr, "note: stopped after %" PRIu64 " of %" PRIu64 " calls\n", calls_total,
 			total);
-	/* The run must actually have exercised the runtime. */
-	CHECK(st.stubs_emitted >= NSITES, "only %" PRIu64 " stubs emitted", st.stubs_emitted);
-	CHECK(st.relearns > 0, "no relearn happened");
-	CHECK(st.patch_passes > 10, "only %" PRIu64 " patch passes", st.patch_passes);
+	/* The run must actually have exercised the runtime, while the threads ran. */
+	int ns = watch.samples;
+	const struct sample none = { 0, 0, 0 }, *a = ns ? &watch.s[0] : &none,
+			    *m = ns ? &watch.s[ns / 2] : &none, *z = ns ? &watch.s[ns - 1] : &none;
+	printf("stress: watched %d samples over %d sites: max sites_promoted %" PRIu64
+	       ", max sites on their stubs in the code %d, destination changes seen %" PRIu64
+	       "; first->mid->last: patch_passes %" PRIu64 "->%" PRIu64 "->%" PRIu64
+	       " stubs_emitted %" PRIu64 "->%" PRIu64 "->%" PRIu64 " relearns %" PRIu64 "->%" PRIu64
+	       "->%" PRIu64 "\n", watch.samples, ntss, watch.max_promoted, watch.max_on_stubs,
+	       watch.moves, a->passes, m->passes, z->passes, a->stubs, m->stubs, z->stubs,
+	       a->relearns, m->relearns, z->relearns);
+	CHECK(ns >= 4, "only %d samples during the run", ns);
+	CHECK(watch.max_promoted >= NSITES / 4, "sites_promoted was at most %" PRIu64
+	      " during the run, want >= %d", watch.max_promoted, NSITES / 4);
+	CHECK(watch.max_on_stubs >= NSITES / 4, "at most %d sites were seen on stubs of their own "
+	      "in the code during the run, want >= %d", watch.max_on_stubs, NSITES / 4);
+	CHECK(watch.moves >= 20, "only %" PRIu64 " site destination changes seen during the run",
+	      watch.moves);
+	CHECK(z->stubs >= a->stubs + NSITES, "stubs_emitted %" PRIu64 " -> %" PRIu64
+	      " during the run, want +%d", a->stubs, z->stubs, NSITES);
+	CHECK(z->relearns > a->relearns, "no relearn during the run (%" PRIu64 ")", z->relearns);
+	CHECK(z->passes >= a->passes + 10, "patch_passes %" PRIu64 " -> %" PRIu64
+	      " during the run", a->passes, z->passes);
+	if (z->stubs == m->stubs)
+		fprintf(stderr, "note: arena_bytes %" PRIu64 " at the end (RELPOLINE_ARENA_KB full?)\n",
+			st.arena_bytes);
+	CHECK(z->passes > m->passes && z->stubs > m->stubs,
+	      "no re-patching in the second half of the run (passes %" PRIu64 " -> %" PRIu64
+	      ", stubs %" PRIu64 " -> %" PRIu64 ")", m->passes, z->passes, m->stubs, z->stubs);
 	CHECK(st.sites_tail >= NSITES / 3, "sites_tail %" PRIu64, st.sites_tail);
+	/* The ABI 3 contract: cells retargeted by one aligned store. */
+	CHECK(st.traps_emulated == 0, "traps_emulated %" PRIu64 ": no INT3 traps since ABI 3",
+	      st.traps_emulated);
+	CHECK(st.protect_changes == 0, "protect_changes %" PRIu64 ": no mprotect of code since ABI 3",
+	      st.protect_changes);
+	CHECK(st.membarriers <= st.patch_passes, "%" PRIu64 " membarriers for %" PRIu64
+	      " patch passes: at most one per pass", st.membarriers, st.patch_passes);
 	return t_finish("t_stress");
 }
