@@ -127,8 +127,8 @@ static bool install_stub(struct rp_site *s, const uint64_t *targets, unsigned k)
 			rest[nrest++] = targets[i];
 	}
 	uint64_t stub = rp_stub_emit(s->mod, s, rest, nrest, keep, &used);
-	if (!stub)
-		return false;
+	if (!stub || (!use_je && !used))
+		return false;   /* nothing within reach to compare (its arena space is not reused) */
 	s->versions++;
 	s->stub = stub;
 	s->ntargets = 0;

@@ -392,8 +392,7 @@ uint64_t rp_stub_emit(struct rp_module *m, struct rp_site *s, const uint64_t *ta
 		else
 			rp_stats.far_targets++;
 	}
-	if (n && !k)
-		return 0;   /* arena space stays used: stubs are never reused anyway */
+	/* k may be 0: the miss path alone, behind a cell that compares the hot target itself. */
 	code = 13 * (size_t)k + 10;
 	size_t slots_off = (code + 7) & ~(size_t)7;
 	uint8_t *c = w + 16;
