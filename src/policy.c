@@ -200,6 +200,16 @@ static void decide_learning(struct rp_site *s)
  */
 static void decide_promoted(struct rp_site *s)
 {
+	/*
+	 * Misses on targets no direct branch from this module's arena can
+	 * reach are not a change of workload: no new stub would hold them.
+	 * They do not count, or every epoch would make the same stub again.
+	 */
+	for (uint32_t i = 0; s->acc && i < s->nacc; i++)
+		if (!rp_reach(s->cell, s->acc[i].target)) {
+			s->acc_total -= s->acc[i].count;
+			s->acc[i].count = 0;
+		}
 	uint64_t misses = s->acc_total;
 	if (!s->acc || misses < (uint64_t)rp_cfg.relearn_misses ||
 	    s->versions >= (uint32_t)rp_cfg.max_versions) {

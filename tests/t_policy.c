@@ -142,6 +142,16 @@ int main(int argc, char **argv)
 	struct relpoline_stats s1b = t_stats();
 	CHECK(s1b.misses - s1c.misses == 10, "site_far2: %" PRIu64 " misses for 10 calls to labs (out of "
 	      "reach) and 90 to tg0, want 10", s1b.misses - s1c.misses);
+	/* 160 misses on labs in one epoch (RELEARN_MISSES is 100): no new stub could hold it, so no relearn. */
+	use_far2(40, 4);
+	t_epoch();
+	struct relpoline_stats s1d = t_stats();
+	CHECK(s1d.misses - s1b.misses == 160, "site_far2: %" PRIu64 " misses for 160 calls to labs",
+	      s1d.misses - s1b.misses);
+	CHECK(s1d.relearns == s1b.relearns && s1d.stubs_emitted == s1b.stubs_emitted,
+	      "site_far2: misses on an unreachable target made %" PRIu64 " relearns, %" PRIu64 " stubs",
+	      s1d.relearns - s1b.relearns, s1d.stubs_emitted - s1b.stubs_emitted);
+	s1b = s1d;
 	use(site40, "site40-pinned", 0, 40, 3);
 	t_epoch();
 	struct relpoline_stats s2 = t_stats();
