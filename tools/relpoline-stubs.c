@@ -3,9 +3,11 @@
  *
  * Finds the read+execute views of relpoline arenas in /proc/PID/maps
  * (memfd "relpoline-arena", or any executable mapping that starts with the
- * arena signature), walks the "RPLS" headers (u16 code bytes, u16 targets,
- * u64 site) and disassembles each stub
- * with Capstone.  --check exits 1 unless every stub decodes as the
+ * arena signature), skips the block of per-site cells ("RPLC" header, u32
+ * sites, 48 bytes each), walks the "RPLS" headers (u16 code bytes, u16
+ * targets, u64 site) and disassembles each stub with Capstone.  A stub
+ * with no target is the miss path alone: its site's cell compares the one
+ * hot target itself.  --check exits 1 unless every stub decodes as the
  * expected shape: (cmp reg, [rip+d]; je rel32)* push imm32; jmp rel32.
  */
 #include <capstone/capstone.h>
@@ -81,6 +83,13 @@ int main(int argc, char **argv)
 			uint32_t m, sz;
 			uint64_t site;
 			memcpy(&m, buf + off, 4);
+			if (m == 0x434c5052u) {   /* "RPLC": the cells of the module's sites */
+				uint32_t ncells;
+				memcpy(&ncells, buf + off + 4, 4);
+				printf("  cells %" PRIx64 ": %u sites\n", lo + off + 16, ncells);
+				off += (16 + 48 * (size_t)ncells + 15) / 16 * 16 - 16;
+				continue;
+			}
 			if (m != 0x534c5052u)
 				continue;
 			uint16_t code, ntargets;
@@ -90,8 +99,8 @@ int main(int argc, char **argv)
 			sz = ((code + 7u) & ~7u) + 8u * ntargets;
 			if (code == 0 || off + 16 + sz > size)
 				continue;
-			printf("  %s %" PRIx64 " for site %" PRIx64 " (%u targets)\n",
-			       ntargets ? "stub" : "entry", lo + off + 16, site, ntargets);
+			printf("  stub %" PRIx64 " for site %" PRIx64 " (%u targets%s)\n",
+			       lo + off + 16, site, ntargets, ntargets ? "" : ": the cell compares the hot one");
 			int r = check_stub(cs, buf + off + 16, code, lo + off + 16, !check);
 			if (r != ntargets)
 				bad++;
