@@ -3,7 +3,8 @@
 # packages.  Idempotent: does nothing when everything is already there.
 set -e
 # libclang-rt-14-dev: clang's sanitizer runtimes (make check-san), only a Recommends of clang.
-pkgs="build-essential clang libclang-rt-14-dev libelf-dev libcapstone-dev pkg-config valgrind python3 binutils"
+# gdb: tests/t_gdb.c runs a relpoline program under gdb with its default settings.
+pkgs="build-essential clang libclang-rt-14-dev libelf-dev libcapstone-dev pkg-config valgrind python3 binutils gdb"
 case "${1:-}" in
 bench) pkgs="$pkgs gnuplot-nox" ;;
 esac

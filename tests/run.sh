@@ -17,6 +17,7 @@
 #   TEST_TIMEOUT_SCALE=N   multiply every timeout by N
 #   PATTERN                only cases whose "<cc>/<case>" matches a glob
 # Logs: build/tests/<cc>/logs/<case>.{out,err} (and build.log).
+# Needs gdb for gdb-default-settings (scripts/install-deps.sh installs it).
 set -u
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -85,6 +86,14 @@ build() {
 	shift 3
 	# shellcheck disable=SC2086
 	run_build "$cc" "$name" env RELPOLINE_CC="$cc" "$RCC" $CFLAGS -o "$out" "$@"
+}
+
+# build_plain CC NAME OUTFILE ARGS...: compile with the plain compiler CC (no relpoline-cc).
+build_plain() {
+	local cc=$1 name=$2 out=$3
+	shift 3
+	# shellcheck disable=SC2086
+	run_build "$cc" "$name" "$cc" $CFLAGS -I"$B/include" -o "$out" "$@"
 }
 
 # buildxx CC NAME OUTFILE ARGS...: the same for C++ with relpoline-c++.
@@ -288,7 +297,47 @@ for cc in $CCS; do
 			-Wl,-rpath,"$OUT" -ldl
 	fi
 
+	# The runtime's contract with the program (ABI 3): its malloc, fds, signals,
+	# SIGTRAP, memory protections, threads, exit, partial links.
+	build "$cc" t_fds "$OUT/t_fds" "$T/t_fds.c"
+	build "$cc" t_sigblock "$OUT/t_sigblock" "$T/t_sigblock.c" -pthread
+	build "$cc" t_int3app "$OUT/t_int3app" "$T/t_int3app.c" -pthread
+	build "$cc" t_rwx "$OUT/t_rwx" "$T/t_rwx.c" -pthread
+	build "$cc" t_gdb "$OUT/t_gdb" "$T/t_gdb.c" -pthread
+	build "$cc" t_unshare "$OUT/t_unshare" "$T/t_unshare.c"
+	build "$cc" t_tailsteady "$OUT/t_tailsteady" "$T/t_tailsteady.c" -pthread
+	if [ "$SAN" != 1 ]; then # brings its own malloc: the sanitizers bring theirs
+		build "$cc" t_malloc "$OUT/t_malloc" "$T/t_malloc.c"
+	fi
+	# A main program built with the plain compiler, linked against a relpoline-cc library.
+	build "$cc" libtexitplain.so "$OUT/libtexitplain.so" -shared -fPIC "$T/t_exitplain_lib.c"
+	if [ "${BUILT[$cc/libtexitplain.so]}" = 1 ]; then
+		build_plain "$cc" t_exitplain "$OUT/t_exitplain" "$T/t_exitplain.c" -L"$OUT" \
+			-ltexitplain -Wl,-rpath,"$OUT" -pthread -ldl
+	fi
+	# Partial link: relpoline-cc -r, then the final link with relpoline-cc.
+	rm -f "$OUT/t_partial_a.o" "$OUT/t_partial_b.o" "$OUT/t_partial_ab.o" "$OUT/t_partial"
+	build "$cc" t_partial_a.o "$OUT/t_partial_a.o" -c -DPART_A "$T/t_partial.c"
+	build "$cc" t_partial_b.o "$OUT/t_partial_b.o" -c -DPART_B "$T/t_partial.c"
+	if [ "${BUILT[$cc/t_partial_a.o]}" = 1 ] && [ "${BUILT[$cc/t_partial_b.o]}" = 1 ]; then
+		# No $CFLAGS: clang links its sanitizer runtime into a -r output given -fsanitize.
+		run_build "$cc" t_partial_ab.o env RELPOLINE_CC="$cc" "$RCC" -r -o "$OUT/t_partial_ab.o" \
+			"$OUT/t_partial_a.o" "$OUT/t_partial_b.o"
+	fi
+	if [ "${BUILT[$cc/t_partial_ab.o]:-0}" = 1 ]; then
+		build "$cc" t_partial "$OUT/t_partial" "$OUT/t_partial_ab.o" "$T/t_partial.c"
+	fi
+
 	DET=(RELPOLINE_EPOCH_MS=0 RELPOLINE_PROMOTE_MIN=16)
+	# Targets that move every few ms and stubs that keep being replaced, by the
+	# worker (BUSY) or by epochs on the program's own threads (BUSY_OFF).  Samples
+	# that span phase changes must not pin a site (MIN_COVERAGE=1): with
+	# RELPOLINE_THREAD=off a program whose sites are all pinned runs no epoch again.
+	MOVING=(RELPOLINE_EPOCH_MS=1 RELPOLINE_PROMOTE_MIN=8 RELPOLINE_RELEARN_MISSES=10
+		RELPOLINE_MAX_TARGETS=2 RELPOLINE_MAX_VERSIONS=1000 RELPOLINE_PIN_EPOCHS=20
+		RELPOLINE_MIN_COVERAGE=1)
+	BUSY=(RELPOLINE_THREAD=on "${MOVING[@]}")
+	BUSY_OFF=(RELPOLINE_THREAD=off "${MOVING[@]}")
 
 	objdump_kinds "$cc"
 	run_case "$cc" regs t_regs 60 no_warning "${DET[@]}" --
@@ -341,6 +390,52 @@ for cc in $CCS; do
 	run_case "$cc" stress t_stress 180 stress_report RELPOLINE_EPOCH_MS=1 RELPOLINE_PROMOTE_MIN=32 \
 		RELPOLINE_RELEARN_MISSES=50 RELPOLINE_MAX_VERSIONS=1000 \
 		STRESS_SECONDS=$((150 * SCALE)) --
+
+	if [ "$SAN" != 1 ]; then
+		run_case "$cc" malloc-own-allocator t_malloc 60 "" RELPOLINE_THREAD=on RELPOLINE_EPOCH_MS=1 \
+			RELPOLINE_PROMOTE_MIN=8 RELPOLINE_RELEARN_MISSES=20 RELPOLINE_MAX_VERSIONS=1000 \
+			RELPOLINE_PIN_EPOCHS=20 RELPOLINE_MIN_COVERAGE=1 --
+		run_case "$cc" malloc-own-allocator-thread-off t_malloc 60 "" RELPOLINE_THREAD=off \
+			RELPOLINE_EPOCH_MS=1 RELPOLINE_PROMOTE_MIN=8 RELPOLINE_RELEARN_MISSES=20 \
+			RELPOLINE_MAX_VERSIONS=1000 RELPOLINE_PIN_EPOCHS=20 RELPOLINE_MIN_COVERAGE=1 -- nothread
+	fi
+	run_case "$cc" fds-none-kept t_fds 60 "" "${DET[@]}" RELPOLINE_RELEARN_MISSES=50 -- promote
+	run_case "$cc" fds-none-kept-worker t_fds 60 "" RELPOLINE_THREAD=on RELPOLINE_EPOCH_MS=1 \
+		RELPOLINE_PROMOTE_MIN=16 RELPOLINE_RELEARN_MISSES=50 -- promote
+	run_case "$cc" fds-none-kept-thread-off t_fds 60 "" RELPOLINE_THREAD=off RELPOLINE_EPOCH_MS=1 \
+		RELPOLINE_PROMOTE_MIN=16 RELPOLINE_RELEARN_MISSES=50 -- promote
+	run_case "$cc" fds-closed-and-dup2 t_fds 60 "" "${DET[@]}" RELPOLINE_RELEARN_MISSES=50 -- closeall
+	run_case "$cc" fds-closed-and-dup2-worker t_fds 60 "" RELPOLINE_THREAD=on RELPOLINE_EPOCH_MS=1 \
+		RELPOLINE_PROMOTE_MIN=16 RELPOLINE_RELEARN_MISSES=50 -- closeall
+	run_case "$cc" sigblock-handler-full-mask t_sigblock 60 "" "${BUSY[@]}" -- handler
+	run_case "$cc" sigblock-raw-rt-sigprocmask t_sigblock 60 "" "${BUSY[@]}" -- rawmask
+	run_case "$cc" sigblock-swapcontext t_sigblock 60 "" "${BUSY[@]}" -- swapcontext
+	run_case "$cc" sigblock-sigsetmask t_sigblock 60 "" "${BUSY[@]}" -- sigsetmask
+	run_case "$cc" sigblock-handler-full-mask-thread-off t_sigblock 60 "" "${BUSY_OFF[@]}" -- handler
+	run_case "$cc" sigblock-raw-rt-sigprocmask-thread-off t_sigblock 60 "" "${BUSY_OFF[@]}" -- rawmask
+	run_case "$cc" int3-in-app t_int3app 60 "" "${BUSY[@]}" --
+	run_case "$cc" int3-in-app-thread-off t_int3app 60 "" "${BUSY_OFF[@]}" --
+	run_case "$cc" no-wx-mapping t_rwx 60 "" RELPOLINE_EPOCH_MS=0 RELPOLINE_PROMOTE_MIN=8 \
+		RELPOLINE_MAX_VERSIONS=1000 --
+	run_case "$cc" no-wx-mapping-worker t_rwx 60 "" "${BUSY[@]}" -- worker
+	run_case "$cc" no-wx-mapping-thread-off t_rwx 60 "" "${BUSY_OFF[@]}" -- worker
+	run_case "$cc" gdb-default-settings t_gdb 240 "" "${BUSY[@]}" --
+	run_case "$cc" gdb-default-settings-thread-off t_gdb 240 "" "${BUSY_OFF[@]}" --
+	run_case "$cc" thread-off-unshare t_unshare 60 "" RELPOLINE_THREAD=off RELPOLINE_EPOCH_MS=1 \
+		RELPOLINE_PROMOTE_MIN=8 RELPOLINE_RELEARN_MISSES=20 -- env
+	run_case "$cc" thread-off-api-unshare t_unshare 60 "" RELPOLINE_THREAD=on RELPOLINE_EPOCH_MS=1 \
+		RELPOLINE_PROMOTE_MIN=8 RELPOLINE_RELEARN_MISSES=20 -- api
+	for th in on off; do
+		run_case "$cc" exit-plain-main-thread-$th t_exitplain 120 "" RELPOLINE_THREAD=$th \
+			RELPOLINE_EPOCH_MS=1 RELPOLINE_PROMOTE_MIN=16 RELPOLINE_RELEARN_MISSES=20 \
+			RELPOLINE_MAX_TARGETS=2 RELPOLINE_MAX_VERSIONS=1000 RELPOLINE_PIN_EPOCHS=20 \
+			RELPOLINE_MIN_COVERAGE=1 --
+	done
+	run_case "$cc" partial-link t_partial 60 "" "${DET[@]}" --
+	for th in on off; do
+		run_case "$cc" tail-steady-one-stub-thread-$th t_tailsteady 60 "" RELPOLINE_THREAD=$th \
+			RELPOLINE_EPOCH_MS=1 RELPOLINE_PROMOTE_MIN=64 RELPOLINE_RELEARN_MISSES=50 --
+	done
 done
 
 echo "$npass passed, $nfail failed"
