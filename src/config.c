@@ -167,7 +167,11 @@ void rp_config_load_env(void)
 {
 	for (size_t i = 0; i < NOPTS; i++)
 		*slot(&opts[i]) = opts[i].def;
-	for (size_t i = 0; i < NOPTS; i++) {
+	/* LOG first: the warnings about the other variables go where it says. */
+	for (size_t k = 0; k < 2 * NOPTS; k++) {
+		size_t i = k % NOPTS;
+		if ((k < NOPTS) != (opts[i].kind == K_LOG))
+			continue;
 		char env[64] = "RELPOLINE_";
 		size_t n = strlen(env);
 		for (const char *p = opts[i].name; *p && n < sizeof(env) - 1; p++)

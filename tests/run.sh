@@ -219,6 +219,26 @@ if not isinstance(v[0], int) or v[0] < 3:
     print("JSON sites_promoted = %r, want >= 3" % (v[0],)); sys.exit(1)
 EOF
 }
+# RELPOLINE_STATS=json:...-%p.json: one file named by the pid, valid, with promotions
+stats_json_pid() {
+	local f
+	f=$(ls "$OUT"/logs/stats-pid-*.json 2>/dev/null)
+	if [ "$(echo "$f" | grep -c .)" != 1 ]; then echo "want exactly one stats-pid-PID.json, got: $f"; return 1; fi
+	if ! [[ $f =~ stats-pid-[0-9]+\.json$ ]]; then echo "%p not expanded to a pid: $f"; return 1; fi
+	python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); sys.exit(0 if d["sites_promoted"] >= 3 and str(d["pid"]) in sys.argv[1] else 1)' "$f" \
+		|| { echo "$f: invalid JSON, no promotions or another pid"; return 1; }
+}
+# a stats file that cannot be written gets one warning that says so
+warn_stats_write() {
+	grep -q '^relpoline: warning: cannot write stats to /dev/full' "$1.err" && return 0
+	echo "no warning about the failed stats write on stderr"; return 1
+}
+# RELPOLINE_LOG=PATH: the warning is in the file, not on stderr
+log_in_file() {
+	if grep -q 'relpoline' "$1.err"; then echo "relpoline wrote to stderr despite RELPOLINE_LOG"; return 1; fi
+	grep -iq 'promote_min' "$OUT/logs/relpoline.log" 2>/dev/null && return 0
+	echo "no PROMOTE_MIN warning in $OUT/logs/relpoline.log"; return 1
+}
 stress_report() {
 	grep -E '^stress:' "$1.out" | sed 's/^/    info: /'
 	grep -E 'stopped|time limit' "$1.err" | sed 's/^/    info: /'
@@ -360,7 +380,9 @@ for cc in $CCS; do
 	run_case "$cc" idle-epoch t_idle 60 "" "${DET[@]}" --
 	run_case "$cc" disable-enable t_disable 60 "" "${DET[@]}" --
 	run_case "$cc" fork t_fork 60 "" "${DET[@]}" --
-	run_case "$cc" fork-worker t_fork 90 "" RELPOLINE_EPOCH_MS=1 RELPOLINE_PROMOTE_MIN=16 \
+	run_case "$cc" fork-worker t_fork 90 "" RELPOLINE_THREAD=on RELPOLINE_EPOCH_MS=1 RELPOLINE_PROMOTE_MIN=16 \
+		RELPOLINE_RELEARN_MISSES=20 -- worker
+	run_case "$cc" fork-thread-off t_fork 90 "" RELPOLINE_THREAD=off RELPOLINE_EPOCH_MS=1 RELPOLINE_PROMOTE_MIN=16 \
 		RELPOLINE_RELEARN_MISSES=20 -- worker
 	run_case "$cc" shlib t_shlib 60 "" "${DET[@]}" -- ./tdl.so
 	run_case "$cc" config-api t_config 60 "" "${DET[@]}" -- api
@@ -373,6 +395,8 @@ for cc in $CCS; do
 	run_case "$cc" config-mode-off-worker t_config 60 "" RELPOLINE_MODE=off RELPOLINE_EPOCH_MS=1 -- work none
 	run_case "$cc" exit-while-busy t_exit 120 "" RELPOLINE_EPOCH_MS=1 RELPOLINE_PROMOTE_MIN=16 \
 		RELPOLINE_RELEARN_MISSES=20 --
+	run_case "$cc" exit-while-busy-worker t_exit 120 "" RELPOLINE_THREAD=on RELPOLINE_EPOCH_MS=1 \
+		RELPOLINE_PROMOTE_MIN=16 RELPOLINE_RELEARN_MISSES=20 --
 	run_case "$cc" thread-churn t_exit 120 "" RELPOLINE_EPOCH_MS=1 RELPOLINE_PROMOTE_MIN=16 -- churn
 	run_case "$cc" stress-blocked-signals t_stress 120 stress_report RELPOLINE_EPOCH_MS=1 \
 		RELPOLINE_PROMOTE_MIN=32 RELPOLINE_RELEARN_MISSES=50 RELPOLINE_MAX_VERSIONS=1000 \
@@ -387,9 +411,19 @@ for cc in $CCS; do
 	run_case "$cc" stats-table t_stats 60 stats_table "${DET[@]}" RELPOLINE_STATS=1 --
 	rm -f "$OUT/logs/stats.json"
 	run_case "$cc" stats-json t_stats 60 stats_json "${DET[@]}" "RELPOLINE_STATS=json:$OUT/logs/stats.json" --
+	rm -f "$OUT"/logs/stats-pid-*.json
+	run_case "$cc" stats-json-pid t_stats 60 stats_json_pid "${DET[@]}" \
+		"RELPOLINE_STATS=json:$OUT/logs/stats-pid-%p.json" --
+	run_case "$cc" stats-json-write-fails t_stats 60 warn_stats_write "${DET[@]}" RELPOLINE_STATS=json:/dev/full --
+	rm -f "$OUT/logs/relpoline.log"
+	run_case "$cc" log-to-file t_config 60 log_in_file RELPOLINE_PROMOTE_MIN=lots \
+		"RELPOLINE_LOG=$OUT/logs/relpoline.log" -- work promoted
 	run_case "$cc" stress t_stress 180 stress_report RELPOLINE_EPOCH_MS=1 RELPOLINE_PROMOTE_MIN=32 \
-		RELPOLINE_RELEARN_MISSES=50 RELPOLINE_MAX_VERSIONS=1000 \
+		RELPOLINE_RELEARN_MISSES=50 RELPOLINE_MAX_VERSIONS=1000 RELPOLINE_ARENA_KB=65536 \
 		STRESS_SECONDS=$((150 * SCALE)) --
+	run_case "$cc" stress-worker t_stress 180 stress_report RELPOLINE_THREAD=on RELPOLINE_EPOCH_MS=1 \
+		RELPOLINE_PROMOTE_MIN=32 RELPOLINE_RELEARN_MISSES=50 RELPOLINE_MAX_VERSIONS=1000 \
+		RELPOLINE_ARENA_KB=65536 STRESS_CALLS=100000000 STRESS_SECONDS=$((150 * SCALE)) --
 
 	if [ "$SAN" != 1 ]; then
 		run_case "$cc" malloc-own-allocator t_malloc 60 "" RELPOLINE_THREAD=on RELPOLINE_EPOCH_MS=1 \
