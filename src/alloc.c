@@ -8,11 +8,13 @@
  *
  * Size classes are powers of two from 16 bytes to 64 KiB, carved from
  * 256 KiB chunks and kept on free lists; anything larger is its own
- * mapping.  Each block has a 16-byte header with its class.  A spin lock
- * guards the lists: callers are the worker, epochs run on application
- * threads, and module constructors, all of which hold rp_lock anyway
- * except registration's early steps.  Memory of freed large blocks goes
- * back to the kernel; small classes keep theirs (bounded by the peak).
+ * mapping.  Each block has a 16-byte header with its class.  Every
+ * caller holds rp_lock (epochs on any thread, module constructors and
+ * destructors, the API): that is what lets an epoch started by a signal
+ * handler's indirect call allocate without meeting a lock held by the
+ * code it interrupted.  The spin lock is a second line of defence only.
+ * Memory of freed large blocks goes back to the kernel; small classes
+ * keep theirs (bounded by the peak).
  */
 #include <errno.h>
 #include <fcntl.h>

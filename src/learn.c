@@ -2,15 +2,15 @@
  * Aggregation of the per-thread sample tables (written by record.c).
  *
  * Protocol between an application thread (owner of a table) and the
- * worker (the only reader), without locks:
+ * epoch (the only reader, under rp_lock), without locks:
  *  - the owner stores a bucket's target, meta and count, then publishes
- *    its site with a release store; the worker reads the site with
+ *    its site with a release store; the epoch reads the site with
  *    acquire, then the rest;
- *  - samples belong to a generation.  The worker sums the tables whose
+ *  - samples belong to a generation.  The epoch sums the tables whose
  *    gen equals the current generation, then increments the generation;
  *    an owner that sees a new generation clears its own table first.  A
  *    table whose owner made no slow-path call since is skipped, so no
- *    sample is counted twice; samples stored between the worker's read and
+ *    sample is counted twice; samples stored between the epoch's read and
  *    the owner's clear are lost, which learning tolerates.
  *  - tables of threads that have exited are unlinked (never the list head,
  *    which owners push onto with CAS) and unmapped.
