@@ -112,3 +112,4 @@ clean:
 -include bench/micro/micro.mk
 -include bench/real/real.mk
 -include examples/demo.mk
+-include tests/real/real.mk

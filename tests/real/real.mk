@@ -1,0 +1,16 @@
+# check-real: bash 5.2 (Debian's source package) built plain and with
+# relpoline-cc, bash's own test suite run on both, compared test by test.
+# Included by the top-level Makefile.  See tests/real/README.md.
+#
+#   make check-real                          uses the runtime in $(B)
+#   make check-real RP_BUILD=/other/build    test another relpoline build
+#   make check-real REAL_TESTS='redir vredir'   only these run-* scripts
+# Work and cache: build/real/bash (REAL_DIR=...).  Other knobs: see the
+# header of tests/real/check-bash.sh.
+
+RP_BUILD ?= $(abspath $(B))
+
+check-real: all
+	RP_BUILD=$(RP_BUILD) bash tests/real/check-bash.sh
+
+.PHONY: check-real
