@@ -11,59 +11,32 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 #include <relpoline.h>
 
 #define NOINLINE __attribute__((noinline))
 #define EXPORT __attribute__((visibility("default")))
 
-typedef long (*fn_t)(long);
-#define T(n) NOINLINE static long tg##n(long x) { return x * 16 + n; }
-T(0) T(1) T(2) T(3) T(4) T(5) T(6) T(7)
-static fn_t const tg[8] = { tg0, tg1, tg2, tg3, tg4, tg5, tg6, tg7 };
-#define CS(n) NOINLINE static long cs##n(fn_t f, long x) { return f(x) + 1000000 * n; }
-#define TS(n) NOINLINE static long ts##n(fn_t f, long x) { return f(x + n); }
-CS(0) CS(1) CS(2) CS(3) TS(0) TS(1) TS(2) TS(3)
-#define NS 8
-
-static long one(int s, fn_t f, long x)
-{
-	switch (s) {
-	case 0: return cs0(f, x);
-	case 1: return cs1(f, x);
-	case 2: return cs2(f, x);
-	case 3: return cs3(f, x);
-	case 4: return ts0(f, x);
-	case 5: return ts1(f, x);
-	case 6: return ts2(f, x);
-	default: return ts3(f, x);
-	}
-}
-static long want(int s, int t, long x)
-{
-	return s < 4 ? x * 16 + t + 1000000L * s : (x + (s - 4)) * 16 + t;
-}
+/* The default sites (8 targets, 4 call and 4 tail sites), static: the library's own. */
+#define WL_LINKAGE static
+#include "workload.h"
 
 /* Never returns; a wrong result ends the process with status 3. */
 EXPORT void xp_hammer(long salt)
 {
 	int phase = 0;
 	for (unsigned long n = 0;; n++) {
-		if ((n & 255) == 0) {   /* targets shift every 4 ms */
-			struct timespec ts;
-			clock_gettime(CLOCK_MONOTONIC, &ts);
-			phase = (int)((ts.tv_sec * 1000 + ts.tv_nsec / 1000000) / 4 + salt);
-		}
-		for (int s = 0; s < NS; s++) {
-			int t = (phase + s + (int)(n & 1) * (s & 1)) % 8;
+		if ((n & 255) == 0)   /* targets shift every 4 ms */
+			phase = (int)(wl_now_ms() / 4 + (uint64_t)salt);
+		for (int s = 0; s < WL_NS; s++) {
+			int t = wl_target(phase, (long)n, s);
 			long x = (long)(n & 0xffff);
-			long r = one(s, tg[t], x);
-			if (r != want(s, t, x)) {
+			long r = wl_one(s, wl_tg[t], x);
+			if (r != wl_want(s, t, x)) {
 				char buf[128];
 				int k = snprintf(buf, sizeof buf,
 						 "check failed: lib site %d target %d: %ld want %ld\n", s, t,
-						 r, want(s, t, x));
+						 r, wl_want(s, t, x));
 				if (write(2, buf, (size_t)k) < 0) {
 				}
 				_exit(3);

@@ -22,13 +22,14 @@
  * an arena after fork) closes the program's pipe and fails the second.
  */
 #include "common.h"
+#define WL_NO_SITES   /* the helpers only: this test's sites are laid out below */
+#include "workload.h"
 #include <dirent.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
-#include <time.h>
 
 typedef long (*fn_t)(long);
 #define T(n) NOINLINE long tg##n(long x) { return x * 8 + n; }
@@ -70,6 +71,15 @@ static long calls(int first, int last, int t, int n)
 
 static int worker_mode;
 
+/* An epoch of our own, or in worker mode (the epochs come by themselves) US microseconds for one. */
+static void epoch_or_wait(useconds_t us)
+{
+	if (!worker_mode)
+		t_epoch();
+	else
+		usleep(us);
+}
+
 /* Promote sites FIRST..LAST on target T: our own epochs, or wait for the worker. */
 static void promote(int first, int last, int t, const char *who)
 {
@@ -78,10 +88,7 @@ static void promote(int first, int last, int t, const char *who)
 	long wrong = 0;
 	for (int round = 0; round < (worker_mode ? 5000 : 3); round++) {
 		wrong += calls(first, last, t, 64);
-		if (!worker_mode)
-			t_epoch();
-		else
-			usleep(1000);
+		epoch_or_wait(1000);
 		if (t_stats().sites_promoted >= want_n)
 			break;
 	}
@@ -161,17 +168,13 @@ static void close_from(int lo)
 
 static const uint64_t STD = 7;   /* 0, 1, 2 */
 
-/* The run asked for RELPOLINE_THREAD=on or off: the runtime must be running that way. */
-static void check_thread_setting(void)
+/* Six phase changes at the parent's sites (targets 1, 2, 3, 1, 2, 3), an epoch after each. */
+static void phase_changes(void)
 {
-	const char *want = getenv("RELPOLINE_THREAD");
-	if (!want)
-		return;
-	char buf[16] = "";
-	int r = relpoline_config_get("thread", buf, sizeof buf);
-	CHECK(r == 0 && strcmp(buf, want) == 0,
-	      "config_get(thread) = %d \"%s\": the runtime does not run with RELPOLINE_THREAD=%s", r,
-	      buf, want);
+	for (int k = 0; k < 6; k++) {
+		calls(0, 3, 1 + k % 3, 300);
+		epoch_or_wait(3000);
+	}
 }
 
 static int promote_mode(void)
@@ -180,13 +183,7 @@ static int promote_mode(void)
 	check_fds(STD, "parent after promotion");
 	/* A phase change: new stubs (or relearning) in the parent. */
 	struct relpoline_stats a = t_stats();
-	for (int k = 0; k < 6; k++) {
-		calls(0, 3, 1 + k % 3, 300);
-		if (!worker_mode)
-			t_epoch();
-		else
-			usleep(3000);
-	}
+	phase_changes();
 	struct relpoline_stats b = t_stats();
 	CHECK(b.stubs_emitted > a.stubs_emitted || b.relearns > a.relearns,
 	      "parent: the phase change made no new stub");
@@ -204,7 +201,7 @@ static int promote_mode(void)
 	check_fds(STD, "parent at the end");
 	struct relpoline_stats e = t_stats();
 	t_print_stats("parent end", &e);
-	check_thread_setting();
+	wl_check_thread_setting();
 	return t_finish("t_fds promote");
 }
 
@@ -249,13 +246,7 @@ static int closeall_mode(void)
 	close_from(3);
 	/* Keep calling and promoting with the fds gone. */
 	struct relpoline_stats a = t_stats();
-	for (int k = 0; k < 6; k++) {
-		calls(0, 3, 1 + k % 3, 300);
-		if (!worker_mode)
-			t_epoch();
-		else
-			usleep(3000);
-	}
+	phase_changes();
 	CHECK(calls(0, 3, 0, 100) == 0, "wrong results after closing every fd >= 3");
 	struct relpoline_stats b = t_stats();
 	CHECK(b.stubs_emitted > a.stubs_emitted || b.relearns > a.relearns,
@@ -298,10 +289,7 @@ static int closeall_mode(void)
 		roundtrip(LOW + 1, LOW, "child-1", "child");
 		promote(4, 7, 1, "child");
 		calls(0, 7, 2, 200);
-		if (!worker_mode)
-			t_epoch();
-		else
-			usleep(5000);
+		epoch_or_wait(5000);
 		CHECK(calls(0, 7, 3, 50) == 0, "child: wrong results");
 		check_pipe_fds("child after its own promotion");
 		roundtrip(HIGH, LOW, "child-2", "child");
@@ -326,7 +314,7 @@ static int closeall_mode(void)
 	roundtrip(LOW + 1, LOW, "parent-end", "parent");
 	struct relpoline_stats e = t_stats();
 	t_print_stats("parent end", &e);
-	check_thread_setting();
+	wl_check_thread_setting();
 	return t_finish("t_fds closeall");
 }
 

@@ -19,47 +19,13 @@
  * A runtime that patches with INT3 makes gdb stop with SIGTRAP.
  */
 #include "common.h"
+#include "workload.h"   /* its default sites: 8 targets, 4 call and 4 tail sites */
 #include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <sys/wait.h>
-#include <time.h>
-
-typedef long (*fn_t)(long);
-#define T(n) NOINLINE long tg##n(long x) { return x * 16 + n; }
-T(0) T(1) T(2) T(3) T(4) T(5) T(6) T(7)
-static fn_t const tg[8] = { tg0, tg1, tg2, tg3, tg4, tg5, tg6, tg7 };
-#define CS(n) NOINLINE long cs##n(fn_t f, long x) { return f(x) + 1000000 * n; }
-#define TS(n) NOINLINE long ts##n(fn_t f, long x) { return f(x + n); }
-CS(0) CS(1) CS(2) CS(3) TS(0) TS(1) TS(2) TS(3)
-#define NS 8
-
-static long one(int s, fn_t f, long x)
-{
-	switch (s) {
-	case 0: return cs0(f, x);
-	case 1: return cs1(f, x);
-	case 2: return cs2(f, x);
-	case 3: return cs3(f, x);
-	case 4: return ts0(f, x);
-	case 5: return ts1(f, x);
-	case 6: return ts2(f, x);
-	default: return ts3(f, x);
-	}
-}
-static long want(int s, int t, long x)
-{
-	return s < 4 ? x * 16 + t + 1000000L * s : (x + (s - 4)) * 16 + t;
-}
-
-static uint64_t now_us(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
-}
 
 static atomic_long wrong;
 static uint64_t t_end;
@@ -67,15 +33,8 @@ static uint64_t t_end;
 static void *hammer(void *arg)
 {
 	long w = 0;
-	while (now_us() < t_end) {
-		int phase = (int)(now_us() / 2000);
-		for (int r = 0; r < 32; r++)
-			for (int s = 0; s < NS; s++) {
-				int t = (phase + s + (r & 1) * (s & 1)) % 8;
-				if (one(s, tg[t], r) != want(s, t, r))
-					w++;
-			}
-	}
+	while (wl_now_us() < t_end)
+		w += wl_calls_now(2000, 32, 0);   /* targets shift every 2 ms */
 	wrong += w;
 	return NULL;
 }
@@ -89,29 +48,16 @@ NOINLINE long bp_target(long x)
 	bp_hits++;
 	return x * 3;
 }
-NOINLINE long gsite(fn_t f, long x) { return f(x) + 5; }
+NOINLINE long gsite(wl_fn_t f, long x) { return f(x) + 5; }
 
 /* gdb stops here in the second session, then sets the breakpoint on bp_target. */
 NOINLINE void t_gdb_ready(void) { __asm__ volatile("" ::: "memory"); }
-
-/* The run asked for RELPOLINE_THREAD=on or off: the runtime must be running that way. */
-static void check_thread_setting(void)
-{
-	const char *want = getenv("RELPOLINE_THREAD");
-	if (!want)
-		return;
-	char buf[16] = "";
-	int r = relpoline_config_get("thread", buf, sizeof buf);
-	CHECK(r == 0 && strcmp(buf, want) == 0,
-	      "config_get(thread) = %d \"%s\": the runtime does not run with RELPOLINE_THREAD=%s", r,
-	      buf, want);
-}
 
 static int inner(void)
 {
 	/* 1. Repatching under gdb, with two threads running through the sites. */
 	struct relpoline_stats a = t_stats();
-	t_end = now_us() + 1200000;
+	t_end = wl_now_us() + 1200000;
 	pthread_t th;
 	if (pthread_create(&th, NULL, hammer, NULL))
 		DIE("pthread_create");
@@ -129,8 +75,8 @@ static int inner(void)
 	const unsigned char *site = (const unsigned char *)bp_ret - 5;
 	CHECK(site[0] == 0xe8, "no call before bp_target's return address %p", (const void *)bp_ret);
 	const void *learning = t_site_dest(site, NULL);
-	uint64_t t0 = now_us();
-	while (t_site_dest(site, NULL) == learning && now_us() - t0 < 3000000) {
+	uint64_t t0 = wl_now_us();
+	while (t_site_dest(site, NULL) == learning && wl_now_us() - t0 < 3000000) {
 		for (int i = 0; i < 64; i++)
 			CHECK(gsite(bp_target, i) == i * 3 + 5, "gsite(%d)", i);
 		relpoline_epoch();
@@ -155,7 +101,7 @@ static int inner(void)
 	CHECK(t_site_dest(site, NULL) == promoted, "gsite's site moved during the call");
 	CHECK(d.misses == c.misses, "the call through the promoted site missed (%" PRIu64 " -> %"
 	      PRIu64 ")", c.misses, d.misses);
-	check_thread_setting();
+	wl_check_thread_setting();
 	return t_finish("t_gdb inner");
 }
 
@@ -186,11 +132,11 @@ static int run_gdb(char *const args[], int timeout_s)
 	}
 	close(p[1]);
 	size_t n = 0;
-	uint64_t deadline = now_us() + (uint64_t)timeout_s * 1000000;
+	uint64_t deadline = wl_now_us() + (uint64_t)timeout_s * 1000000;
 	int timed_out = 0;
 	for (;;) {
-		int left = (int)((deadline - now_us()) / 1000);
-		if (now_us() >= deadline) {
+		int left = (int)((deadline - wl_now_us()) / 1000);
+		if (wl_now_us() >= deadline) {
 			timed_out = 1;
 			kill(-pid, SIGKILL);
 			break;
@@ -256,12 +202,7 @@ static void check_session(const char *what, int rc)
 
 int main(int argc, char **argv)
 {
-	static const char *const kv[] = { "RELPOLINE_EPOCH_MS", "1", "RELPOLINE_PROMOTE_MIN", "8",
-					  "RELPOLINE_RELEARN_MISSES", "10", "RELPOLINE_MAX_TARGETS", "2",
-					  "RELPOLINE_MAX_VERSIONS", "1000",
-					  "RELPOLINE_PIN_EPOCHS", "20", "RELPOLINE_MIN_COVERAGE", "1",
-					  "RELPOLINE_THREAD", "on", NULL, NULL };
-	t_default_env(argv, kv);
+	t_default_env(argv, wl_busy_env);
 	if (argc > 1 && strcmp(argv[1], "inner") == 0)
 		return inner();
 	char exe[4096];

@@ -17,58 +17,13 @@
  *     passes and new stubs during the window).
  */
 #include "common.h"
+#include "workload.h"   /* its default sites: 8 targets, 4 call and 4 tail sites */
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <sys/syscall.h>
-#include <time.h>
 
-typedef long (*fn_t)(long);
-#define T(n) NOINLINE long tg##n(long x) { return x * 16 + n; }
-T(0) T(1) T(2) T(3) T(4) T(5) T(6) T(7)
-static fn_t const tg[8] = { tg0, tg1, tg2, tg3, tg4, tg5, tg6, tg7 };
-#define CS(n) NOINLINE long cs##n(fn_t f, long x) { return f(x) + 1000000 * n; }
-#define TS(n) NOINLINE long ts##n(fn_t f, long x) { return f(x + n); }
-CS(0) CS(1) CS(2) CS(3) TS(0) TS(1) TS(2) TS(3)
-#define NS 8
-
-static long one(int s, fn_t f, long x)
-{
-	switch (s) {
-	case 0: return cs0(f, x);
-	case 1: return cs1(f, x);
-	case 2: return cs2(f, x);
-	case 3: return cs3(f, x);
-	case 4: return ts0(f, x);
-	case 5: return ts1(f, x);
-	case 6: return ts2(f, x);
-	default: return ts3(f, x);
-	}
-}
-static long want(int s, int t, long x)
-{
-	return s < 4 ? x * 16 + t + 1000000L * s : (x + (s - 4)) * 16 + t;
-}
-
-static uint64_t now_us(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
-}
-
-static long work(int reps, long salt)
-{
-	long wrong = 0;
-	int phase = (int)(now_us() / 3000);
-	for (int r = 0; r < reps; r++)
-		for (int s = 0; s < NS; s++) {
-			int t = (phase + s + (r & 1) * (s & 1)) % 8;
-			if (one(s, tg[t], r + salt) != want(s, t, r + salt))
-				wrong++;
-		}
-	return wrong;
-}
+#define PHASE_US 3000   /* the targets shift every 3 ms */
 
 /* One int3; the kernel reports rip = t_int3_after. */
 extern const char t_int3_after[];
@@ -100,10 +55,10 @@ struct result { long int3s, seen, wrong; };
 
 static void run(struct result *r, long salt)
 {
-	uint64_t t0 = now_us();
+	uint64_t t0 = wl_now_us();
 	int msgs = 0;
-	while (now_us() - t0 < DURATION_US) {
-		r->wrong += work(32, salt);
+	while (wl_now_us() - t0 < DURATION_US) {
+		r->wrong += wl_calls_now(PHASE_US, 32, salt);
 		for (int k = 0; k < 4; k++) {
 			long before = seen_here;
 			do_int3();
@@ -130,27 +85,9 @@ static int is_mine(void)
 	return (cur.sa_flags & SA_SIGINFO) && cur.sa_sigaction == on_trap;
 }
 
-/* The run asked for RELPOLINE_THREAD=on or off: the runtime must be running that way. */
-static void check_thread_setting(void)
-{
-	const char *want = getenv("RELPOLINE_THREAD");
-	if (!want)
-		return;
-	char buf[16] = "";
-	int r = relpoline_config_get("thread", buf, sizeof buf);
-	CHECK(r == 0 && strcmp(buf, want) == 0,
-	      "config_get(thread) = %d \"%s\": the runtime does not run with RELPOLINE_THREAD=%s", r,
-	      buf, want);
-}
-
 int main(int argc, char **argv)
 {
-	static const char *const kv[] = { "RELPOLINE_EPOCH_MS", "1", "RELPOLINE_PROMOTE_MIN", "8",
-					  "RELPOLINE_RELEARN_MISSES", "10", "RELPOLINE_MAX_TARGETS", "2",
-					  "RELPOLINE_MAX_VERSIONS", "1000",
-					  "RELPOLINE_PIN_EPOCHS", "20", "RELPOLINE_MIN_COVERAGE", "1",
-					  "RELPOLINE_THREAD", "on", NULL, NULL };
-	t_default_env(argv, kv);
+	t_default_env(argv, wl_busy_env);
 	struct sigaction sa;
 	memset(&sa, 0, sizeof sa);
 	sa.sa_sigaction = on_trap;
@@ -161,13 +98,7 @@ int main(int argc, char **argv)
 		DIE("sigaction: %s", strerror(errno));
 
 	/* Warm up: sites promoted before the int3s start. */
-	uint64_t t0 = now_us();
-	for (uint64_t t1 = t0; now_us() - t0 < 3000000; t1 = now_us()) {
-		while (now_us() - t1 < 1000)   /* the stats (a lock) about once a millisecond */
-			work(64, 0);
-		if (t_stats().sites_promoted >= NS)
-			break;
-	}
+	wl_warm_up(PHASE_US);
 	struct relpoline_stats a = t_stats();
 	t_print_stats("warm", &a);
 	CHECK(a.sites_promoted > 0, "nothing promoted after warming up");
@@ -201,6 +132,6 @@ int main(int argc, char **argv)
 	CHECK(b.patch_passes >= a.patch_passes + 3, "patch passes %" PRIu64 " -> %" PRIu64
 	      " while the int3s ran", a.patch_passes, b.patch_passes);
 	CHECK(b.stubs_emitted > a.stubs_emitted, "no new stub while the int3s ran");
-	check_thread_setting();
+	wl_check_thread_setting();
 	return t_finish("t_int3app");
 }

@@ -27,7 +27,6 @@
 #include <link.h>
 #include <stdatomic.h>
 #include <sys/syscall.h>
-#include <time.h>
 
 /* ---------------- the application's allocator ---------------- */
 
@@ -260,43 +259,10 @@ size_t malloc_usable_size(void *p)
 
 /* ---------------- the workload ---------------- */
 
-typedef long (*fn_t)(long);
-#define T(n) NOINLINE long tg##n(long x) { return x * 64 + n; }
-T(0) T(1) T(2) T(3) T(4) T(5) T(6) T(7)
-static fn_t const tg[8] = { tg0, tg1, tg2, tg3, tg4, tg5, tg6, tg7 };
-/* Call sites (result used after the call) and tail sites (return f(...)). */
-#define CS(n) NOINLINE long cs##n(fn_t f, long x) { return f(x) + 1000000 * n; }
-#define TS(n) NOINLINE long ts##n(fn_t f, long x) { return f(x + n); }
-CS(0) CS(1) CS(2) CS(3) CS(4) CS(5) TS(0) TS(1) TS(2) TS(3)
-#define NS 10
-
-static long one(int s, fn_t f, long x)
-{
-	switch (s) {
-	case 0: return cs0(f, x);
-	case 1: return cs1(f, x);
-	case 2: return cs2(f, x);
-	case 3: return cs3(f, x);
-	case 4: return cs4(f, x);
-	case 5: return cs5(f, x);
-	case 6: return ts0(f, x);
-	case 7: return ts1(f, x);
-	case 8: return ts2(f, x);
-	default: return ts3(f, x);
-	}
-}
-
-static long want(int s, int t, long x)
-{
-	return s < 6 ? x * 64 + t + 1000000L * s : (x + (s - 6)) * 64 + t;
-}
-
-static uint64_t now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
+/* Eight targets (x * 64 + n), six call sites and four tail sites. */
+#define WL_MUL 64
+#define WL_NCALL 6
+#include "workload.h"
 
 static int find_rt(struct dl_phdr_info *info, size_t size, void *arg)
 {
@@ -402,19 +368,19 @@ int main(int argc, char **argv)
 		      "config_get(thread) = %d \"%s\": want \"off\" (RELPOLINE_THREAD=off)", r, buf);
 	}
 	struct relpoline_stats s0 = t_stats();
-	uint64_t t0 = now_ms(), max_promoted = 0;
+	uint64_t t0 = wl_now_ms(), max_promoted = 0;
 	long wrong = 0, calls = 0;
-	for (uint64_t ms = 0; ms < 1500; ms = now_ms() - t0) {
+	for (uint64_t ms = 0; ms < 1500; ms = wl_now_ms() - t0) {
 		int phase = (int)(ms / 4);   /* targets shift every 4 ms */
 		for (int rep = 0; rep < 64; rep++) {
-			for (int s = 0; s < NS; s++) {
-				int t = (phase + s + (rep & 1) * (s & 1)) % 8;
+			for (int s = 0; s < WL_NS; s++) {
+				int t = wl_target(phase, rep, s);
 				long x = rep * 3 + s;
-				long r = one(s, tg[t], x);
+				long r = wl_one(s, wl_tg[t], x);
 				calls++;
-				if (r != want(s, t, x) && wrong++ < 10)
+				if (r != wl_want(s, t, x) && wrong++ < 10)
 					fprintf(stderr, "check failed: site %d target %d: %ld want %ld\n", s, t,
-						r, want(s, t, x));
+						r, wl_want(s, t, x));
 			}
 		}
 		churn();

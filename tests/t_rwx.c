@@ -12,56 +12,10 @@
  * 100 patch passes (50 in worker mode) while the scanner ran; no wrong result.
  */
 #include "common.h"
+#include "workload.h"   /* its default sites: 8 targets, 4 call and 4 tail sites */
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdatomic.h>
-#include <time.h>
-
-typedef long (*fn_t)(long);
-#define T(n) NOINLINE long tg##n(long x) { return x * 16 + n; }
-T(0) T(1) T(2) T(3) T(4) T(5) T(6) T(7)
-static fn_t const tg[8] = { tg0, tg1, tg2, tg3, tg4, tg5, tg6, tg7 };
-#define CS(n) NOINLINE long cs##n(fn_t f, long x) { return f(x) + 1000000 * n; }
-#define TS(n) NOINLINE long ts##n(fn_t f, long x) { return f(x + n); }
-CS(0) CS(1) CS(2) CS(3) TS(0) TS(1) TS(2) TS(3)
-#define NS 8
-
-static long one(int s, fn_t f, long x)
-{
-	switch (s) {
-	case 0: return cs0(f, x);
-	case 1: return cs1(f, x);
-	case 2: return cs2(f, x);
-	case 3: return cs3(f, x);
-	case 4: return ts0(f, x);
-	case 5: return ts1(f, x);
-	case 6: return ts2(f, x);
-	default: return ts3(f, x);
-	}
-}
-static long want(int s, int t, long x)
-{
-	return s < 4 ? x * 16 + t + 1000000L * s : (x + (s - 4)) * 16 + t;
-}
-
-static long calls(int phase, int reps)
-{
-	long wrong = 0;
-	for (int r = 0; r < reps; r++)
-		for (int s = 0; s < NS; s++) {
-			int t = (phase + s + (r & 1) * (s & 1)) % 8;
-			if (one(s, tg[t], r) != want(s, t, r))
-				wrong++;
-		}
-	return wrong;
-}
-
-static uint64_t now_us(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
-}
 
 static atomic_int stop;
 static long samples, wx_samples, wx_lines;
@@ -111,19 +65,6 @@ static void *scanner(void *arg)
 	return NULL;
 }
 
-/* The run asked for RELPOLINE_THREAD=on or off: the runtime must be running that way. */
-static void check_thread_setting(void)
-{
-	const char *want = getenv("RELPOLINE_THREAD");
-	if (!want)
-		return;
-	char buf[16] = "";
-	int r = relpoline_config_get("thread", buf, sizeof buf);
-	CHECK(r == 0 && strcmp(buf, want) == 0,
-	      "config_get(thread) = %d \"%s\": the runtime does not run with RELPOLINE_THREAD=%s", r,
-	      buf, want);
-}
-
 int main(int argc, char **argv)
 {
 	int worker = argc > 1 && strcmp(argv[1], "worker") == 0;
@@ -133,17 +74,11 @@ int main(int argc, char **argv)
 		t_default_env(argv, kv);
 		t_epoch();
 	} else {
-		static const char *const kv[] = { "RELPOLINE_EPOCH_MS", "1", "RELPOLINE_PROMOTE_MIN", "8",
-						  "RELPOLINE_RELEARN_MISSES", "10",
-						  "RELPOLINE_MAX_TARGETS", "2",
-						  "RELPOLINE_MAX_VERSIONS", "1000",
-						  "RELPOLINE_PIN_EPOCHS", "20", "RELPOLINE_MIN_COVERAGE", "1",
-						  "RELPOLINE_THREAD", "on", NULL, NULL };
-		t_default_env(argv, kv);
+		t_default_env(argv, wl_busy_env);
 	}
 	/* Before anything is patched, and once more after the first promotion. */
 	CHECK(scan_once() == 0, "a w+x mapping before the test started: %s", first_wx);
-	long wrong = calls(0, 64);
+	long wrong = wl_calls(0, 64, 0);
 	if (!worker)
 		t_epoch();
 	else
@@ -154,24 +89,24 @@ int main(int argc, char **argv)
 	pthread_t th;
 	if (pthread_create(&th, NULL, scanner, NULL))
 		DIE("pthread_create");
-	uint64_t t0 = now_us();
+	uint64_t t0 = wl_now_us();
 	long rounds = 0;
 	/*
 	 * Deterministic: 400 rounds (800 passes) and 400 samples, at most 3 s,
 	 * and at most 900 rounds (each gives every site a new stub; MAX_VERSIONS
 	 * is 1000).  Worker: 1.5 s.
 	 */
-	while (worker ? now_us() - t0 < 1500000
-		      : now_us() - t0 < 3000000 && (rounds < 400 || samples < 400)) {
+	while (worker ? wl_now_us() - t0 < 1500000
+		      : wl_now_us() - t0 < 3000000 && (rounds < 400 || samples < 400)) {
 		if (!worker && rounds >= 900) {
 			usleep(1000);
 		} else if (!worker) {
 			CHECK(relpoline_relearn() == 0, "relearn");
-			wrong += calls((int)rounds, 16);
+			wrong += wl_calls((int)rounds, 16, 0);
 			t_epoch();
-			wrong += calls((int)rounds, 4);
-		} else {
-			wrong += calls((int)((now_us() - t0) / 2000), 64);
+			wrong += wl_calls((int)rounds, 4, 0);
+		} else {   /* targets shifting every 2 ms */
+			wrong += wl_calls((int)((wl_now_us() - t0) / 2000), 64, 0);
 		}
 		rounds++;
 	}
@@ -191,6 +126,6 @@ int main(int argc, char **argv)
 	else
 		CHECK(b.sites_promoted > 0, "nothing promoted");
 	CHECK(wrong == 0, "%ld wrong results", wrong);
-	check_thread_setting();
+	wl_check_thread_setting();
 	return t_finish(worker ? "t_rwx worker" : "t_rwx");
 }

@@ -31,62 +31,22 @@
 #include <stdatomic.h>
 #include <sys/syscall.h>
 #include <sys/time.h>
-#include <time.h>
 #include <ucontext.h>
 
-typedef long (*fn_t)(long);
-#define T(n) NOINLINE long tg##n(long x) { return x * 16 + n; }
-T(0) T(1) T(2) T(3) T(4) T(5) T(6) T(7)
-static fn_t const tg[8] = { tg0, tg1, tg2, tg3, tg4, tg5, tg6, tg7 };
-#define CS(n) NOINLINE long cs##n(fn_t f, long x) { return f(x) + 1000000 * n; }
-#define TS(n) NOINLINE long ts##n(fn_t f, long x) { return f(x + n); }
-CS(0) CS(1) CS(2) CS(3) CS(4) CS(5) TS(0) TS(1) TS(2) TS(3)
-#define NS 10
-#define NCALLSITES 6
+/* Eight targets, six call sites (site_addr[] below) and four tail sites. */
+#define WL_NCALL 6
+#include "workload.h"
 
-static long one(int s, fn_t f, long x)
-{
-	switch (s) {
-	case 0: return cs0(f, x);
-	case 1: return cs1(f, x);
-	case 2: return cs2(f, x);
-	case 3: return cs3(f, x);
-	case 4: return cs4(f, x);
-	case 5: return cs5(f, x);
-	case 6: return ts0(f, x);
-	case 7: return ts1(f, x);
-	case 8: return ts2(f, x);
-	default: return ts3(f, x);
-	}
-}
-static long want(int s, int t, long x)
-{
-	return s < 6 ? x * 16 + t + 1000000L * s : (x + (s - 6)) * 16 + t;
-}
+#define PHASE_US 3000   /* the targets shift every 3 ms */
 
-static uint64_t now_us(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
-}
-
-/* REPS rounds over every site; targets shift every 3 ms.  Async-signal-safe. */
+/* REPS rounds over every site; the number of wrong results.  Async-signal-safe. */
 static long work(int reps)
 {
-	long wrong = 0;
-	int phase = (int)(now_us() / 3000);
-	for (int r = 0; r < reps; r++)
-		for (int s = 0; s < NS; s++) {
-			int t = (phase + s + (r & 1) * (s & 1)) % 8;
-			if (one(s, tg[t], r) != want(s, t, r))
-				wrong++;
-		}
-	return wrong;
+	return wl_calls_now(PHASE_US, reps, 0);
 }
 
 /* The call sites' addresses: the return address a target sees, minus 5. */
-static const unsigned char *site_addr[NCALLSITES];
+static const unsigned char *site_addr[WL_NCALL];
 static const void *captured;
 NOINLINE long capture(long x)
 {
@@ -96,9 +56,9 @@ NOINLINE long capture(long x)
 
 static void find_sites(void)
 {
-	for (int s = 0; s < NCALLSITES; s++) {
+	for (int s = 0; s < WL_NCALL; s++) {
 		captured = NULL;
-		one(s, capture, 0);
+		wl_one(s, capture, 0);
 		site_addr[s] = (const unsigned char *)captured - 5;
 		if (!captured || site_addr[s][0] != 0xe8)
 			DIE("call site %d: no e8 call before return address %p", s, captured);
@@ -107,13 +67,13 @@ static void find_sites(void)
 
 static void snapshot(const void **d)
 {
-	for (int s = 0; s < NCALLSITES; s++)
+	for (int s = 0; s < WL_NCALL; s++)
 		d[s] = t_site_dest(site_addr[s], NULL);
 }
 
 static int changed(const void **a, const void **b)
 {
-	for (int s = 0; s < NCALLSITES; s++)
+	for (int s = 0; s < WL_NCALL; s++)
 		if (a[s] != b[s])
 			return 1;
 	return 0;
@@ -143,14 +103,14 @@ static struct window win;
 static void blocked_window(void)
 {
 	win.mask_in = raw_mask();
-	const void *prev[NCALLSITES], *cur[NCALLSITES];
+	const void *prev[WL_NCALL], *cur[WL_NCALL];
 	snapshot(prev);
-	uint64_t t0 = now_us(), last = t0;
-	while (now_us() - t0 < 1500000) {
+	uint64_t t0 = wl_now_us(), last = t0;
+	while (wl_now_us() - t0 < 1500000) {
 		win.wrong += work(64);
-		win.calls += 64 * NS;
-		if (now_us() - last >= 500) {
-			last = now_us();
+		win.calls += 64 * WL_NS;
+		if (wl_now_us() - last >= 500) {
+			last = wl_now_us();
 			snapshot(cur);
 			win.changes += changed(prev, cur);
 			memcpy(prev, cur, sizeof prev);
@@ -222,7 +182,7 @@ static void on_signal(int sig, siginfo_t *si, void *uc)
 	uint64_t m = raw_mask();
 	if (!(m & BIT(SIGTRAP)) || !(m & BIT(SIGUSR1)) || !(m & BIT(SIGALRM)) || !(m & BIT(SIGSEGV)))
 		h_mask_bad++;
-	const void *a[NCALLSITES], *b[NCALLSITES];
+	const void *a[WL_NCALL], *b[WL_NCALL];
 	snapshot(a);
 	h_wrong += work(100);
 	snapshot(b);
@@ -245,19 +205,6 @@ static void *sender(void *arg)
 	return NULL;
 }
 
-/* The run asked for RELPOLINE_THREAD=on or off: the runtime must be running that way. */
-static void check_thread_setting(void)
-{
-	const char *want = getenv("RELPOLINE_THREAD");
-	if (!want)
-		return;
-	char buf[16] = "";
-	int r = relpoline_config_get("thread", buf, sizeof buf);
-	CHECK(r == 0 && strcmp(buf, want) == 0,
-	      "config_get(thread) = %d \"%s\": the runtime does not run with RELPOLINE_THREAD=%s", r,
-	      buf, want);
-}
-
 static int handler_mode(void)
 {
 	struct sigaction sa;
@@ -275,10 +222,10 @@ static int handler_mode(void)
 	struct itimerval it = { { 0, 300 }, { 0, 300 } };
 	setitimer(ITIMER_REAL, &it, NULL);
 	long wrong = 0, calls = 0;
-	uint64_t t0 = now_us();
-	while (now_us() - t0 < 1500000) {
+	uint64_t t0 = wl_now_us();
+	while (wl_now_us() - t0 < 1500000) {
 		wrong += work(16);
-		calls += 16 * NS;
+		calls += 16 * WL_NS;
 	}
 	struct itimerval off = { { 0, 0 }, { 0, 0 } };
 	setitimer(ITIMER_REAL, &off, NULL);
@@ -297,28 +244,17 @@ static int handler_mode(void)
 	      before.patch_passes, after.patch_passes);
 	CHECK(after.stubs_emitted > before.stubs_emitted, "no new stub during the signal storm");
 	CHECK(h_changed > 0, "no handler saw a site repatched while it ran (all signals blocked)");
-	check_thread_setting();
+	wl_check_thread_setting();
 	return t_finish("t_sigblock handler");
 }
 
 int main(int argc, char **argv)
 {
-	static const char *const kv[] = { "RELPOLINE_EPOCH_MS", "1", "RELPOLINE_PROMOTE_MIN", "8",
-					  "RELPOLINE_RELEARN_MISSES", "10", "RELPOLINE_MAX_TARGETS", "2",
-					  "RELPOLINE_MAX_VERSIONS", "1000",
-					  "RELPOLINE_PIN_EPOCHS", "20", "RELPOLINE_MIN_COVERAGE", "1",
-					  "RELPOLINE_THREAD", "on", NULL, NULL };
-	t_default_env(argv, kv);
+	t_default_env(argv, wl_busy_env);
 	mode = argc > 1 ? argv[1] : "rawmask";
 	find_sites();
 	/* Warm up: sites promoted before the blocked window starts. */
-	uint64_t t0 = now_us();
-	for (uint64_t t1 = t0; now_us() - t0 < 3000000; t1 = now_us()) {
-		while (now_us() - t1 < 1000)   /* the stats (a lock) about once a millisecond */
-			work(64);
-		if (t_stats().sites_promoted >= NS)
-			break;
-	}
+	wl_warm_up(PHASE_US);
 	struct relpoline_stats w = t_stats();
 	t_print_stats("warm", &w);
 	CHECK(w.sites_promoted > 0, "nothing promoted after warming up");
@@ -362,7 +298,7 @@ int main(int argc, char **argv)
 	CHECK(win.changes > 0, "%s: no call site's destination changed during the blocked window",
 	      mode);
 	CHECK(work(100) == 0, "%s: wrong results after the window", mode);
-	check_thread_setting();
+	wl_check_thread_setting();
 	char name[64];
 	snprintf(name, sizeof name, "t_sigblock %s", mode);
 	return t_finish(name);

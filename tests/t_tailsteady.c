@@ -17,9 +17,10 @@
  * And no wrong result.
  */
 #include "common.h"
+#define WL_NO_SITES   /* the helpers only: this test's sites are laid out below */
+#include "workload.h"
 #include <pthread.h>
 #include <stdatomic.h>
-#include <time.h>
 
 typedef long (*fn_t)(long);
 #define T(n) NOINLINE long tg##n(long x) { return x * 32 + n; }
@@ -75,35 +76,6 @@ static void *hammer(void *arg)
 	return NULL;
 }
 
-static uint64_t now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
-/* The run asked for RELPOLINE_THREAD=on or off: the runtime must be running that way. */
-static void check_thread_setting(void)
-{
-	const char *want = getenv("RELPOLINE_THREAD");
-	if (!want)
-		return;
-	char buf[16] = "";
-	int r = relpoline_config_get("thread", buf, sizeof buf);
-	CHECK(r == 0 && strcmp(buf, want) == 0,
-	      "config_get(thread) = %d \"%s\": the runtime does not run with RELPOLINE_THREAD=%s", r,
-	      buf, want);
-}
-
-/* Wait until all NS sites are promoted; returns the ms it took. */
-static uint64_t wait_promoted(void)
-{
-	uint64_t t0 = now_ms();
-	while (t_stats().sites_promoted < NS && now_ms() - t0 < 5000)
-		usleep(1000);
-	return now_ms() - t0;
-}
-
 int main(int argc, char **argv)
 {
 	static const char *const kv[] = { "RELPOLINE_EPOCH_MS", "1", "RELPOLINE_PROMOTE_MIN", "64",
@@ -123,7 +95,8 @@ int main(int argc, char **argv)
 	for (int round = 0; round < 8; round++) {
 		if (round)
 			CHECK(relpoline_relearn() == 0, "relearn");
-		uint64_t ms = wait_promoted();
+		/* Wait (at most 5 s) until all NS sites are promoted. */
+		uint64_t ms = WL_WAIT_MS(t_stats().sites_promoted >= NS, 5000);
 		usleep(150000);
 		struct relpoline_stats b = t_stats();
 		printf("round %d: all promoted after %" PRIu64 " ms; promoted %" PRIu64 ", stubs +%" PRIu64
@@ -168,6 +141,6 @@ int main(int argc, char **argv)
 	for (int k = 1; k <= 3; k++)
 		CHECK(s.stub_hist[k] == want_hist[k], "stub_hist[%d] = %" PRIu64 ", want %" PRIu64, k,
 		      s.stub_hist[k], want_hist[k]);
-	check_thread_setting();
+	wl_check_thread_setting();
 	return t_finish("t_tailsteady");
 }
