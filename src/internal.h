@@ -91,7 +91,7 @@ struct rp_module {
 	uint64_t *site_addr;        /* sorted */
 	uint8_t *site_reg;          /* thunk register (frame index) of each */
 	size_t nsites;
-	uint64_t cells;             /* RX address of the first site's 24-byte cell slot */
+	uint64_t cells;             /* RX address of the first site's cell; their slots follow the cells */
 	uint64_t thunk[RP_NREGS], slow[RP_NREGS], plain[RP_NREGS], indirect[RP_NREGS];
 	struct rp_arena arena;
 	unsigned id;
@@ -156,10 +156,16 @@ void rp_cell_reinit(struct rp_module *m, size_t i);
 #define RP_CELL_SIZE 48
 #define RP_CELL_JE 10               /* je rel32: displacement at 12, 4-byte aligned */
 #define RP_CELL_JMP 19              /* jmp rel32: displacement at 20, 4-byte aligned */
-#define RP_CELL_SLOT 24             /* the compare slot, 8-byte aligned */
+#define RP_CELL_NEVER 24            /* padding: its address is the disarmed slot value */
 #define RP_CELL_ENTRY 32            /* the learning entry */
-/* The disarmed slot value: the slot's own address, which no program calls. */
-static inline uint64_t rp_cell_never(uint64_t cell) { return cell + RP_CELL_SLOT; }
+/* The disarmed slot value: an address inside the cell that no program calls. */
+static inline uint64_t rp_cell_never(uint64_t cell) { return cell + RP_CELL_NEVER; }
+/* The compare slot of the cell at CELL: kept apart from the code, in an array after all cells. */
+static inline uint64_t rp_cell_slot(const struct rp_module *m, uint64_t cell)
+{
+	return m->cells + RP_CELL_SIZE * m->nsites + 8 * ((cell - m->cells) / RP_CELL_SIZE);
+}
+
 int rp_arena_init(struct rp_module *m);
 void rp_arena_release(struct rp_module *m);
 void rp_arena_after_fork(struct rp_module *m);

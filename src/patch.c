@@ -203,7 +203,7 @@ int rp_patch_apply(struct rp_patch *p, size_t n)
 		struct rp_site *s = p[i].site;
 		uint64_t c = s->cell;
 		bool jmp_ok = load32(c + RP_CELL_JMP + 1) == rel_to(s, RP_CELL_JMP + 5, s->cur);
-		bool slot_ok = __atomic_load_n((const uint64_t *)(uintptr_t)(c + RP_CELL_SLOT),
+		bool slot_ok = __atomic_load_n((const uint64_t *)(uintptr_t)rp_cell_slot(s->mod, c),
 					       __ATOMIC_RELAXED) == s->slot;
 		if (!cell_rw(s) || !jmp_ok || !slot_ok) {
 			rp_debug("cell of site %#lx does not hold what was written: not patched",
@@ -251,7 +251,8 @@ int rp_patch_apply(struct rp_patch *p, size_t n)
 			rp_stats.bytes_written += 4;
 		}
 		if (p[i].slot != s->slot)
-			__atomic_store_n((uint64_t *)(void *)(w + RP_CELL_SLOT), p[i].slot, __ATOMIC_RELEASE);
+			__atomic_store_n((uint64_t *)(void *)(w + (rp_cell_slot(s->mod, s->cell) - s->cell)),
+					 p[i].slot, __ATOMIC_RELEASE);
 		s->cur = p[i].to;
 		s->slot = p[i].slot;
 		p[i].status = RP_PATCH_DONE;
@@ -277,5 +278,6 @@ void rp_patch_cell_reset(struct rp_site *s)
 			 __ATOMIC_RELEASE);
 	__atomic_store_n((uint32_t *)(void *)(w + RP_CELL_JMP + 1), rel_to(s, RP_CELL_JMP + 5, s->cur),
 			 __ATOMIC_RELEASE);
-	__atomic_store_n((uint64_t *)(void *)(w + RP_CELL_SLOT), s->slot, __ATOMIC_RELEASE);
+	__atomic_store_n((uint64_t *)(void *)(w + (rp_cell_slot(s->mod, s->cell) - s->cell)), s->slot,
+			 __ATOMIC_RELEASE);
 }

@@ -169,7 +169,8 @@ static UNUSED const void *t_branch_dest(const void *site, char *kind)
  * module is rewritten once, at registration, to call its own cell in the
  * module's stub arena (src/stub.c):
  *     C+0 cmp slot(%rip),%R; C+7 nop3; C+10 je rel32; C+16 nop3;
- *     C+19 jmp rel32 (displacement 4-byte aligned); C+24 slot
+ *     C+19 jmp rel32 (displacement 4-byte aligned); the slot lies where the
+ *     cmp's displacement says, apart from the code; disarmed, it holds C+24
  * Every later state change (learning, promoted, pinned, disabled) retargets
  * the jmp; a promoted site may also arm the compare with its first hot
  * target.  This follows the site's branch and, if it lands on a cell, the
@@ -203,7 +204,8 @@ static UNUSED const void *t_cell_armed(const void *cellp)
 	const unsigned char *c = cellp;
 	uint64_t slot;
 	int32_t rel;
-	memcpy(&slot, c + 24, 8);
+	memcpy(&rel, c + 3, 4);
+	memcpy(&slot, c + 7 + rel, 8);
 	if (slot == (uint64_t)(uintptr_t)(c + 24))
 		return NULL;
 	memcpy(&rel, c + 12, 4);

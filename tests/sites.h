@@ -243,8 +243,10 @@ static __attribute__((unused)) int ts_is_cell(const unsigned char *c)
  *   - "jmp cell": the site branches to an e9 whose rel32 is 4-byte aligned;
  *     the cell's jmp is the destination;
  *   - "compare cell": 8-aligned, cmp slot(%rip),%R; nop3; je rel32 (at +10);
- *     nop3; jmp rel32 (at +19); slot (+24).  The jmp is the destination; the
- *     compare is armed when the slot holds anything but its own address.
+ *     nop3; jmp rel32 (at +19).  The slot is wherever the cmp's displacement
+ *     says (the runtime keeps slots apart from the code).  The jmp is the
+ *     destination; the compare is armed when the slot holds anything but
+ *     the cell's address + 24 (the disarmed value).
  * Returns the cell's jmp destination and sets *ARMED (if not NULL) to the
  * compare's je destination when armed (else NULL); NULL if D is no cell.
  */
@@ -257,9 +259,9 @@ static __attribute__((unused)) const unsigned char *ts_cell_follow(const unsigne
 		*armed = NULL;
 	if (((uintptr_t)d & 7) == 0 && (c[0] == 0x48 || c[0] == 0x4c) && c[1] == 0x3b &&
 	    c[10] == 0x0f && c[11] == 0x84 && c[19] == 0xe9) {
-		uint64_t slot;
-		memcpy(&slot, c + 24, 8);
-		if (armed && slot != (uint64_t)(uintptr_t)(d + 24)) {
+		uint64_t slot = (uint64_t)(uintptr_t)(d + 24);
+		memcpy(&rel, c + 3, 4);
+		if (armed && ts_read(d + 7 + rel, &slot, 8) == 0 && slot != (uint64_t)(uintptr_t)(d + 24)) {
 			memcpy(&rel, c + 12, 4);
 			*armed = d + 16 + rel;
 		}
