@@ -28,11 +28,13 @@ extern "C" {
 const char *relpoline_version(void);
 
 /*
- * Disabling puts every call site back on its original thunk (the retpoline
- * fallback) using the same safe patching protocol, and stops learning.
- * Stubs already emitted are retired, never reused.  Enabling restarts
- * learning (each site keeps its count of stubs: RELPOLINE_MAX_VERSIONS
- * bounds stub memory over the life of the process).  Both are idempotent.
+ * Disabling stops learning and sends every call site that has run back to
+ * its original thunk (the retpoline fallback), by retargeting its cell;
+ * a site that never ran stays on its learning entry, which runs the same
+ * fallback while disabled.  Stubs already emitted are retired, never
+ * reused.  Enabling restarts learning (each site keeps its count of
+ * stubs: RELPOLINE_MAX_VERSIONS bounds stub memory over the life of the
+ * process).  Both are idempotent.
  */
 int relpoline_disable(void);
 int relpoline_enable(void);
@@ -42,8 +44,10 @@ int relpoline_relearn(void);
 
 /*
  * Run one learning/policy/patching epoch now, in the calling thread, and
- * wait for it to finish.  The background worker does this by itself every
- * RELPOLINE_EPOCH_MS; tests and benchmarks use it to be deterministic.
+ * wait for it to finish.  relpoline does this by itself every
+ * RELPOLINE_EPOCH_MS (on the program's slow-path calls, or in a worker
+ * thread with RELPOLINE_THREAD=on); tests and benchmarks use it to be
+ * deterministic.
  */
 int relpoline_epoch(void);
 

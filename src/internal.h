@@ -122,7 +122,6 @@ struct rp_site {
 
 extern pthread_mutex_t rp_lock;
 extern bool rp_enabled;         /* learning and promotion wanted (mode on, not disabled) */
-extern bool rp_can_patch;       /* the patcher works in this process */
 
 struct rp_module *rp_module_of(uint64_t addr);
 struct rp_site *rp_site_lookup(uint64_t addr);

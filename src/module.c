@@ -566,7 +566,7 @@ uint64_t rp_site_desired_slot(const struct rp_site *s)
 uint64_t rp_site_desired(const struct rp_site *s)
 {
 	const struct rp_module *m = s->mod;
-	if (!rp_enabled || !rp_can_patch)
+	if (!rp_enabled)
 		return m->thunk[s->reg];
 	switch (s->state) {
 	case RP_SS_PROMOTED:

@@ -349,7 +349,7 @@ void rp_policy_epoch(void)
 	for (size_t i = 0; i < t.n; i++) {
 		struct rp_site *s = t.v[i];
 		s->touched = false;
-		if (!rp_enabled || !rp_can_patch) {
+		if (!rp_enabled) {
 			acc_reset(s);
 			continue;
 		}

@@ -36,7 +36,6 @@
 
 pthread_mutex_t rp_lock = PTHREAD_MUTEX_INITIALIZER;
 bool rp_enabled;
-bool rp_can_patch = true;
 bool rp_exiting;
 uint64_t rp_start_ns;
 
@@ -66,7 +65,7 @@ uint8_t rp_flags_wanted(void)
 	uint8_t f = 0;
 	if (rp_cfg.mode == RP_MODE_ON && rp_cfg.fallback == RP_FB_INDIRECT)
 		f |= RP_F_INDIRECT;
-	if (rp_enabled && rp_can_patch)
+	if (rp_enabled)
 		f |= RP_F_LEARN;
 	return f;
 }
