@@ -165,7 +165,6 @@ static inline uint64_t rp_cell_slot(const struct rp_module *m, uint64_t cell)
 	return m->cells + RP_CELL_SIZE * m->nsites + 8 * ((cell - m->cells) / RP_CELL_SIZE);
 }
 
-int rp_arena_init(struct rp_module *m);
 void rp_arena_release(struct rp_module *m);
 void rp_arena_after_fork(struct rp_module *m);
 bool rp_arena_emitted(void);   /* new code since the last call */

@@ -22,17 +22,24 @@
 
 struct touched { struct rp_site **v; size_t n, cap; };
 
+/* TARGET's entry in S's accumulator, or NULL. */
+static struct rp_count *acc_find(const struct rp_site *s, uint64_t target)
+{
+	for (uint32_t i = 0; i < s->nacc; i++)
+		if (s->acc[i].target == target)
+			return &s->acc[i];
+	return NULL;
+}
+
 static void acc_add(struct rp_site *s, uint64_t target, uint64_t count)
 {
 	s->acc_total += count;
 	if (!s->acc && !(s->acc = rp_zalloc(RP_ACC_MAX * sizeof(*s->acc))))
 		return;
-	for (uint32_t i = 0; i < s->nacc; i++)
-		if (s->acc[i].target == target) {
-			s->acc[i].count += count;
-			return;
-		}
-	if (s->nacc < RP_ACC_MAX)
+	struct rp_count *c = acc_find(s, target);
+	if (c)
+		c->count += count;
+	else if (s->nacc < RP_ACC_MAX)
 		s->acc[s->nacc++] = (struct rp_count){ target, count };
 }
 
@@ -146,10 +153,8 @@ static bool install_stub(struct rp_site *s, const uint64_t *targets, unsigned k)
 /* Samples of TARGET in S's accumulator. */
 static uint64_t acc_count(const struct rp_site *s, uint64_t target)
 {
-	for (uint32_t i = 0; i < s->nacc; i++)
-		if (s->acc[i].target == target)
-			return s->acc[i].count;
-	return 0;
+	const struct rp_count *c = acc_find(s, target);
+	return c ? c->count : 0;
 }
 
 static void decide_learning(struct rp_site *s)

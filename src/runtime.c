@@ -5,9 +5,9 @@
  * librelpoline.a.
  *
  * Who runs epochs (always under rp_lock; API calls take the same lock):
- *  - RELPOLINE_THREAD=on (default): a worker thread wakes every epoch_ms.
- *    It blocks every signal, so process-directed signals never land on it.
- *  - RELPOLINE_THREAD=off: no thread at all.  An application thread on the
+ *  - RELPOLINE_THREAD=on: a worker thread wakes every epoch_ms.  It blocks
+ *    every signal, so process-directed signals never land on it.
+ *  - RELPOLINE_THREAD=off (default): no thread at all.  An application thread on the
  *    slow path runs the epoch itself once it is due (record.c checks the
  *    TSC every RP_INLINE_CHECK slow-path calls), through
  *    relpoline__epoch_inline (epoch_inline.S), which saves the extended
@@ -50,7 +50,7 @@ uint64_t rp_inline_stack;          /* top of the private stack, 0 if none */
 uint64_t rp_inline_xsave_size;
 uint64_t rp_inline_allsigs = ~0ull;
 uint64_t rp_inline_oldmask;
-static uint64_t tsc0, ns0;         /* TSC and clock at start, to turn epoch_ms into TSC ticks */
+static uint64_t tsc0;              /* TSC at rp_start_ns, to turn epoch_ms into TSC ticks */
 
 uint64_t rp_now_ns(void)
 {
@@ -86,7 +86,8 @@ static void schedule_inline(void)
 	if (!rp_cfg.thread && rp_enabled && !rp_exiting && rp_inline_stack && rp_cfg.epoch_ms > 0) {
 		uint64_t tsc = __builtin_ia32_rdtsc(), ns = rp_now_ns();
 		/* Ticks per ns measured since start; until 1 ms has passed, assume 1 (earlier is harmless). */
-		double per_ns = ns - ns0 > 1000000 && tsc > tsc0 ? (double)(tsc - tsc0) / (double)(ns - ns0) : 1.0;
+		uint64_t dns = ns - rp_start_ns;
+		double per_ns = dns > 1000000 && tsc > tsc0 ? (double)(tsc - tsc0) / (double)dns : 1.0;
 		due = tsc + (uint64_t)(per_ns * (double)rp_cfg.epoch_ms * 1e6);
 	}
 	__atomic_store_n(&relpoline__shared.epoch_due, due, __ATOMIC_RELAXED);
@@ -133,8 +134,7 @@ static bool inline_setup(void)
 	__cpuid_count(0xd, 0, a, b, c, d);
 	if (b < 576 || b > (1u << 20))
 		return false;
-	rp_inline_xsave_size = b + 64;
-	size_t size = 256 * 1024 + ((rp_inline_xsave_size + 4095) & ~(size_t)4095);
+	size_t size = 256 * 1024 + ((b + 64 + 4095) & ~(size_t)4095);
 	RP_STAT_ADD(syscalls, 1);
 	uint8_t *p = mmap(NULL, size + 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
 			  -1, 0);
@@ -142,6 +142,7 @@ static bool inline_setup(void)
 		return false;
 	RP_STAT_ADD(syscalls, 1);
 	mprotect(p, 4096, PROT_NONE);   /* guard page: an overflow faults instead of corrupting */
+	rp_inline_xsave_size = b + 64;
 	rp_inline_stack = ((uint64_t)(uintptr_t)(p + 4096 + size)) & ~63ull;
 	return true;
 }
@@ -154,7 +155,7 @@ static void *worker_main(void *arg)
 	pthread_sigmask(SIG_BLOCK, &all, NULL);
 	prctl(PR_SET_NAME, "relpoline");   /* not pthread_setname_np: it opens a file for another thread */
 	pthread_mutex_lock(&rp_lock);
-	/* First epoch at once: reads the relocation lists, so tail sites learn early. */
+	/* First epoch at once: samples taken since start are decided without waiting a period. */
 	if (!rp_exiting && rp_enabled)
 		rp_epoch_locked();
 	while (!rp_exiting && rp_enabled && rp_cfg.epoch_ms > 0 && rp_cfg.thread) {
@@ -177,8 +178,9 @@ static void *worker_main(void *arg)
 static void start_worker(void)
 {
 	if (!rp_cfg.thread) {
-		if (rp_enabled && !inline_setup() && !rp_inline_xsave_size) {
-			rp_inline_xsave_size = 1;   /* warn once */
+		static bool warned;
+		if (rp_enabled && !inline_setup() && !warned) {
+			warned = true;
 			rp_warn("RELPOLINE_THREAD=off needs XSAVE and a private stack: sites are promoted "
 				"only by relpoline_epoch()");
 		}
@@ -237,7 +239,7 @@ static void at_exit(void)
 
 static void init_once(void)
 {
-	rp_start_ns = ns0 = rp_now_ns();
+	rp_start_ns = rp_now_ns();
 	tsc0 = __builtin_ia32_rdtsc();
 	rp_config_load_env();
 	pthread_condattr_t ca;

@@ -109,7 +109,7 @@ bool rp_arena_emitted(void)
  * mapped executable (vm.memfd_noexec=2, a noexec policy), the module gets
  * no arena and its sites stay on the fallback.
  */
-int rp_arena_init(struct rp_module *m)
+static int arena_init(struct rp_module *m)
 {
 	struct rp_arena *a = &m->arena;
 	if (a->rx)
@@ -238,7 +238,7 @@ void rp_arena_release(struct rp_module *m)
 static uint8_t *arena_alloc(struct rp_module *m, size_t n, uint64_t *rx)
 {
 	struct rp_arena *a = &m->arena;
-	if (rp_arena_init(m) < 0 || !a->rw)
+	if (arena_init(m) < 0 || !a->rw)
 		return NULL;
 	n = (n + 15) & ~(size_t)15;
 	if (a->used + n > a->size)
