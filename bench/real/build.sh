@@ -2,7 +2,7 @@
 # Build one benchmark program in one configuration, out of tree, cached.
 #   bench/real/build.sh PROG CONFIG
 # PROG:   redis | nginx | sqlite | phase
-# CONFIG: plain | retpoline | relpoline | pgo-gen | pgo-retpoline
+# CONFIG: plain | retpoline | relpoline | relpoline-jt | pgo-gen | pgo-retpoline
 #   (relpoline-indirect uses the relpoline build; pgo-retpoline needs the
 #    pgo-gen build to have been trained first: see run.py, which drives it)
 # Results: build/real/PROG/CONFIG/  (binary path printed on stdout)
@@ -25,6 +25,9 @@ plain)         CF="-O2"; LF="" ;;
 retpoline)     CF="-O2 $RETPO"; LF="" ;;
 relpoline)     CC=$ROOT/build/bin/relpoline-cc; CF="-O2"; LF=""
                [ -x "$CC" ] || { log "missing $CC (run make first)"; exit 3; } ;;
+relpoline-jt)  CC=$ROOT/build/bin/relpoline-cc; CF="-O2"; LF=""
+               export RELPOLINE_JUMP_TABLES=1
+               [ -x "$CC" ] || { log "missing $CC (run make first)"; exit 3; } ;;
 pgo-gen)       CF="-O2 $RETPO -fprofile-generate=$PROF/$prog -fprofile-update=atomic"
                LF="-fprofile-generate=$PROF/$prog" ;;
 pgo-retpoline) CF="-O2 $RETPO -fprofile-use=$PROF/$prog"
@@ -46,7 +49,7 @@ key() {
 		"${CC}" --version 2>/dev/null | head -1
 		echo "recipe $RECIPE"
 		cat "$SRC/versions.txt" 2>/dev/null
-		if [ $cfg = relpoline ]; then sha1sum "$ROOT/build/bin/relpoline-cc" "$ROOT/build/lib/relpoline-module.o" 2>/dev/null || true; fi
+		if [ $cfg = relpoline ] || [ $cfg = relpoline-jt ]; then sha1sum "$ROOT/build/bin/relpoline-cc" "$ROOT/build/lib/relpoline-module.o" 2>/dev/null || true; fi
 		if [ $prog = phase ]; then sha1sum "$HERE/phase/phase.c"; fi
 		if [ $cfg = pgo-retpoline ]; then cat "$PROF/$prog/.trained" 2>/dev/null || true; fi
 	} | sha1sum | cut -d' ' -f1

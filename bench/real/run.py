@@ -37,7 +37,9 @@ REAL = os.path.join(BUILD, "real")
 PROF = os.path.join(REAL, "profiles")
 BENCHDIR = os.path.join(BUILD, "bench")
 
-ALL_CONFIGS = ["plain", "retpoline", "relpoline", "pgo-retpoline", "relpoline-indirect"]
+ALL_CONFIGS = ["plain", "retpoline", "relpoline", "pgo-retpoline", "relpoline-indirect", "relpoline-jt"]
+# measured by default: relpoline-jt only answers the jump-table question (--configs adds it)
+DEFAULT_CONFIGS = ["plain", "retpoline", "relpoline", "pgo-retpoline", "relpoline-indirect"]
 ALL_PROGRAMS = ["redis", "nginx", "sqlite", "phase"]
 RELPOLINE_CC = os.path.join(BUILD, "bin", "relpoline-cc")
 
@@ -48,6 +50,8 @@ CONFIG_DESC = {
     "pgo-retpoline": "gcc -O2 -fprofile-generate (training run, see 'training') then "
                      "-O2 -fprofile-use -mindirect-branch=thunk -fno-jump-tables",
     "relpoline-indirect": "relpoline build, RELPOLINE_FALLBACK=indirect at run time (compare with plain)",
+    "relpoline-jt": "RELPOLINE_JUMP_TABLES=1 build/bin/relpoline-cc -O2: gcc keeps switch jump tables, "
+                    "whose jumps become relpoline sites",
 }
 
 # --------------------------------------------------------------------------
@@ -631,7 +635,7 @@ def main():
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--runs", type=int)
     ap.add_argument("--programs", default=",".join(ALL_PROGRAMS))
-    ap.add_argument("--configs", default=",".join(ALL_CONFIGS))
+    ap.add_argument("--configs", default=",".join(DEFAULT_CONFIGS))
     ap.add_argument("--out", default=os.path.join(BENCHDIR, "results.json"))
     ap.add_argument("--no-setup", action="store_true")
     ap.add_argument("--build-only", action="store_true")
@@ -653,7 +657,7 @@ def main():
         subprocess.run(["bash", os.path.join(HERE, "setup.sh")], check=True)
     skipped = {}
     if not relpoline_available():
-        for c in ("relpoline", "relpoline-indirect"):
+        for c in ("relpoline", "relpoline-indirect", "relpoline-jt"):
             if c in configs:
                 configs.remove(c)
                 skipped[c] = "build/bin/relpoline-cc or the runtime is missing (run make)"
