@@ -64,13 +64,15 @@ struct rp_frame {
 /*
  * One sample bucket.  Only the owning thread writes; the worker reads.
  * NEXT, CONF and PRED measure how predictable the site's target sequence
- * is (learning samples only), with a first-order predictor like a
- * branch predictor's: NEXT is the successor this target predicts, CONF a
- * 2-bit confidence (NEXT is replaced only when it has dropped to 0), and
- * PRED counts the successors NEXT predicted right.  A site whose targets
- * follow each other in patterns has PRED close to COUNT; one whose
- * targets come i.i.d. from K has about COUNT/K.  The policy prices a
- * compare tree's mispredictions with it (policy.c).
+ * is (learning samples only), with predictors like a branch predictor's:
+ * NEXT is the successor this target predicts, CONF a 2-bit confidence
+ * (NEXT is replaced only when it has dropped to 0); a second predictor,
+ * indexed by the last two targets (rp_ttab.ctx), overrides NEXT when it is
+ * confident, as a longer history does in a TAGE predictor.  PRED counts
+ * the successors predicted right.  A site whose targets follow each other
+ * in patterns has PRED close to COUNT; one whose targets come i.i.d. from
+ * K has about COUNT/K.  The policy prices a compare tree's mispredictions
+ * with it (policy.c).
  */
 struct rp_sample {
 	uint64_t site;     /* 0 = empty */
@@ -88,12 +90,14 @@ struct rp_sample {
 #define RP_META_PRED(m)   ((m) >> RP_META_PRED_SHIFT)
 #define RP_META_PRED_MAX  (0xffffffffu >> RP_META_PRED_SHIFT)
 
-/* The last learning sample of a site on this thread (RP_LAST_SIZE slots by site hash). */
+/* The last two learning samples of a site on this thread (RP_LAST_SIZE slots by site hash). */
 struct rp_last {
-	uint64_t site, target;
+	uint64_t site, target, prev;
 	uint32_t idx, pad;
 };
 #define RP_LAST_SIZE 64
+/* Second-order predictor entries: a 30-bit hash of the predicted target << 2 | 2-bit confidence. */
+#define RP_CTX_SIZE 1024
 
 /*
  * Per-thread sample table.  Allocated by the thread itself on its first
@@ -111,6 +115,7 @@ struct rp_ttab {
 	uint32_t pad;
 	struct rp_last last[RP_LAST_SIZE];   /* owner only: never read by the epoch */
 	struct rp_sample e[RP_TTAB_SIZE];
+	uint32_t ctx[RP_CTX_SIZE];           /* owner only, after e[]: the runtime never reads it */
 };
 
 /* Process-wide shared words, defined in the runtime. */

@@ -16,6 +16,7 @@
  * Learning is statistical: a lost or misattributed sample never affects
  * correctness, because a stub compares the live target register.
  */
+#include <stdbool.h>
 #include <stddef.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
@@ -64,6 +65,57 @@ static int epoch_due(struct rp_ttab *t)
 		return 0;
 	uint64_t due = __atomic_load_n(&relpoline__shared.epoch_due, __ATOMIC_RELAXED);
 	return due && __builtin_ia32_rdtsc() >= due;
+}
+
+static uint32_t h30(uint64_t x) { return (uint32_t)((x * 0x9e3779b97f4a7c15ull) >> 34); }
+
+/*
+ * Predictability (abi.h): did the site's previous targets predict this
+ * one?  The first-order prediction lives in the previous target's bucket,
+ * the second-order one in ctx[], indexed by the last two targets; the
+ * second wins when it is confident.  The previous bucket may have been
+ * cleared or reused since (a new generation): its key is checked first.
+ * E is the bucket of TARGET, at index I.
+ */
+static void predict(struct rp_ttab *t, struct rp_sample *e, unsigned i, uint64_t site, uint64_t target)
+{
+	struct rp_last *l = &t->last[(unsigned)((site * 0x9e3779b97f4a7c15ull) >> 58) & (RP_LAST_SIZE - 1)];
+	(void)e;
+	if (l->site == site) {
+		struct rp_sample *p = &t->e[l->idx];
+		if (__atomic_load_n(&p->site, __ATOMIC_RELAXED) == site && p->target == l->target) {
+			uint32_t m = p->meta, conf = RP_META_CONF(m);
+			bool hit = p->next == target;
+			if (l->prev) {
+				uint32_t *c = &t->ctx[h30(site ^ l->prev * 31 ^ l->target * 0x100000001b3ull) &
+						      (RP_CTX_SIZE - 1)];
+				uint32_t want = h30(target), got = *c >> 2, cc = *c & 3;
+				if (cc >= 2)
+					hit = got == want;
+				if (got == want)
+					*c = want << 2 | (cc < 3 ? cc + 1 : 3);
+				else
+					*c = cc ? (got << 2 | (cc - 1)) : want << 2;
+			}
+			if (hit && RP_META_PRED(m) < RP_META_PRED_MAX)
+				m += 1u << RP_META_PRED_SHIFT;
+			if (p->next == target) {
+				if (conf < 3)
+					m += 1u << RP_META_CONF_SHIFT;
+			} else if (conf) {
+				m -= 1u << RP_META_CONF_SHIFT;
+			} else {
+				p->next = target;
+			}
+			__atomic_store_n(&p->meta, m, __ATOMIC_RELAXED);
+		}
+		l->prev = l->target;
+	} else {
+		l->prev = 0;
+	}
+	l->site = site;
+	l->target = target;
+	l->idx = i;
 }
 
 __attribute__((visibility("hidden"), used))
@@ -120,34 +172,8 @@ int __relpoline_record(struct rp_frame *f, unsigned idx)
 		t->dropped++;
 		goto out;
 	}
-	if (!(meta & RP_META_MISS)) {
-		/*
-		 * Predictability: did the previous target of this site predict
-		 * this one (abi.h)?  The previous bucket may have been cleared or
-		 * reused since (a new generation): its key is checked first.
-		 */
-		struct rp_last *l = &t->last[(unsigned)((site * 0x9e3779b97f4a7c15ull) >> 58) & (RP_LAST_SIZE - 1)];
-		if (l->site == site) {
-			struct rp_sample *p = &t->e[l->idx];
-			if (__atomic_load_n(&p->site, __ATOMIC_RELAXED) == site && p->target == l->target) {
-				uint32_t m = p->meta, conf = RP_META_CONF(m);
-				if (p->next == target) {
-					if (RP_META_PRED(m) < RP_META_PRED_MAX)
-						m += 1u << RP_META_PRED_SHIFT;
-					if (conf < 3)
-						m += 1u << RP_META_CONF_SHIFT;
-				} else if (conf) {
-					m -= 1u << RP_META_CONF_SHIFT;
-				} else {
-					p->next = target;
-				}
-				__atomic_store_n(&p->meta, m, __ATOMIC_RELAXED);
-			}
-		}
-		l->site = site;
-		l->target = target;
-		l->idx = i;
-	}
+	if (!(meta & RP_META_MISS))
+		predict(t, e, i, site, target);
 out:
 	__asm__ volatile("" ::: "memory");
 	t->busy = 0;
