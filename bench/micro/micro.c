@@ -895,6 +895,41 @@ static double tree_depth(const double *f, int lo, int hi, int level)
 	return f[mid] * level + tree_depth(f, lo, mid, level + 1) + tree_depth(f, mid + 1, hi, level + 1);
 }
 
+/*
+ * Expected depth of a hit in an optimal binary search tree over N keys in
+ * address order with hit frequencies F (the shape the runtime's tree stubs
+ * have): Knuth's O(N^2) dynamic programme.
+ */
+static double opt_tree_depth(const double *f, int n)
+{
+	static double cost[257][257];
+	static int root[257][257];
+	double pre[257] = { 0 };
+	for (int i = 0; i < n; i++)
+		pre[i + 1] = pre[i] + f[i];
+	for (int i = 0; i < n; i++) {
+		cost[i][i] = 0;
+		cost[i][i + 1] = f[i];
+		root[i][i + 1] = i;
+	}
+	cost[n][n] = 0;
+	for (int len = 2; len <= n; len++)
+		for (int i = 0; i + len <= n; i++) {
+			int j = i + len, br = root[i][j - 1];
+			double best = 1e300;
+			for (int r = root[i][j - 1]; r <= root[i + 1][j]; r++) {
+				double c = cost[i][r] + cost[r + 1][j];
+				if (c < best) {
+					best = c;
+					br = r;
+				}
+			}
+			cost[i][j] = best + pre[j] - pre[i];
+			root[i][j] = br;
+		}
+	return pre[n] > 0 ? cost[0][n] / pre[n] : 0;
+}
+
 static int cmp_desc_d(const void *a, const void *b) { return cmp_d(b, a); }
 static const fn_t *addr_sort_tab;
 static int cmp_addr(const void *a, const void *b)
@@ -950,7 +985,8 @@ static int case_many(int k, const char *dist)
 	/*
 	 * The model the driver fits costs against: expected position in a chain
 	 * ordered by frequency (the cell's compare is position 1) and expected
-	 * levels in a balanced tree over the targets sorted by address.
+	 * levels in a tree over the targets sorted by address, an optimal search
+	 * tree for their frequencies (tree_depth) or a balanced one.
 	 */
 	double f[256] = { 0 }, fs[256], fa[256];
 	for (int j = 0; j < SEQ_LEN; j++)
@@ -966,19 +1002,9 @@ static int case_many(int k, const char *dist)
 	addr_sort_tab = sc.tab;
 	qsort(order, (size_t)k, sizeof(int), cmp_addr);
 	for (int i = 0; i < k; i++)
-		fa[i] = f[order[i]];
-	/* the same tree without the most frequent target (held by the cell) */
-	int top = 0;
-	for (int i = 1; i < k; i++)
-		if (f[i] > f[top])
-			top = i;
-	double fr[256];
-	int nr = 0;
-	for (int i = 0; i < k; i++)
-		if (order[i] != top)
-			fr[nr++] = f[order[i]];
-	printf("INFO %s model chain_pos=%.4f tree_depth=%.4f tree_depth_after_cell=%.4f top_share=%.4f pattern_len=%d\n",
-	       name, chain_pos, tree_depth(fa, 0, k, 1), tree_depth(fr, 0, nr, 1), f[top], plen);
+		fa[i] = f[order[i]] + 1e-9;
+	printf("INFO %s model chain_pos=%.4f tree_depth=%.4f tree_depth_balanced=%.4f top_share=%.4f pattern_len=%d\n",
+	       name, chain_pos, opt_tree_depth(fa, k), tree_depth(fa, 0, k, 1), fs[0], plen);
 
 	SETTLE(sink = loop_many(sc.tab, seq, 200000));
 	info(name);

@@ -1,4 +1,4 @@
-# Micro-benchmarks: `make bench-micro` (about 1-2 minutes) or
+# Micro-benchmarks: `make bench-micro` (about 2-2.5 minutes) or
 # `make bench-micro QUICK=1` (under a minute).  Included by the top Makefile.
 # The same source, bench/micro/micro.c, is built three ways and the driver
 # bench/micro/run.py runs the builds interleaved and reports medians; see

@@ -207,7 +207,8 @@ def read_stats(path):
     except (OSError, ValueError):
         return None
     shown = {k: st[k] for k in SHOWN_STATS if k in st}
-    shown.update({k: v for k, v in st.items() if k not in KNOWN_STATS and k not in shown})
+    shown.update({k: v for k, v in st.items() if k not in KNOWN_STATS and k not in shown
+                  and isinstance(v, (int, float))})
     return "stats " + " ".join(f"{k}={v}" for k, v in shown.items())
 
 
@@ -523,9 +524,9 @@ def lsq(points):
             "r2": round(1 - ss_res / ss_tot, 3) if ss_tot else None, "n": n}
 
 
-# Which expected tree depth of micro's model the fits use: "tree_depth" (a
-# balanced tree over all K targets) or "tree_depth_after_cell" (over the K-1
-# targets left when the cell's compare holds the most frequent one).
+# Which expected tree depth of micro's model the fits use: "tree_depth" (an
+# optimal search tree for the targets' frequencies, the runtime's shape) or
+# "tree_depth_balanced".
 DEPTH_KEY = "tree_depth"
 
 
@@ -561,8 +562,9 @@ def megamorphic_tables(rows, values, infos):
             return "pin"
         if not int(st.get("sites_promoted", 0)):
             return "none"
-        kinds = sorted(k for k, v in st.items() if k not in SHOWN_STATS and v.isdigit() and int(v) > 0
-                       and ("tree" in k or "chain" in k))
+        # the runtime's counters of promoted sites by stub kind (sites_chain, sites_tree)
+        kinds = sorted(k.replace("sites_", "") for k, v in st.items() if k not in SHOWN_STATS and v.isdigit()
+                       and int(v) > 0 and ("tree" in k or "chain" in k))
         return f"{'+'.join(kinds) or 'stub'}:{st.get('stub_targets', '?')}"
 
     def rfmt(x):
@@ -622,7 +624,7 @@ def megamorphic_tables(rows, values, infos):
             print(f"  {dist}: " + (f"the tree is faster from K={from_k} on" if from_k
                                     else "the chain is faster at the largest K tested"))
         print("  (zipf: i.i.d. Zipf(1); pattern: as in case 12; E[pos] = expected position in a chain ordered")
-        print(f"   by frequency, E[depth] = expected levels of a balanced tree by address ({DEPTH_KEY}))")
+        print(f"   by frequency, E[depth] = expected levels of an optimal search tree by address ({DEPTH_KEY}))")
 
         # ---- cost-model constants ----
         def pts(dists, cfg, xkey, group="xover", ks=XOVER_K):
