@@ -90,6 +90,9 @@ struct relpoline_stats {
 	uint64_t arena_bytes;       /* stub memory in use (all modules) */
 	uint64_t worker_ns;         /* time spent in epochs */
 	uint64_t first_promotion_ns;/* from runtime start to the first promotion */
+	uint64_t sites_chain;       /* promoted sites on a chain of compares */
+	uint64_t sites_tree;        /* promoted sites on a compare tree */
+	uint64_t stub_hist_log2[9]; /* promoted sites by targets: 1, 2, 3-4, 5-8, ..., 129-256 */
 };
 
 /* Fill ST (ST->size must be set by the caller; fields beyond it are not written). */

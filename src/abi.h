@@ -10,7 +10,7 @@
 #ifndef RELPOLINE_ABI_H
 #define RELPOLINE_ABI_H
 
-#define RP_ABI 3
+#define RP_ABI 4
 
 /*
  * The slow-path frame.  Every entry into the slow path (a site's learning
@@ -49,7 +49,7 @@
  */
 #define RP_SITE_MISS 0x80000000
 
-#define RP_TTAB_SIZE 1024  /* entries per thread table (power of two) */
+#define RP_TTAB_SIZE 2048  /* entries per thread table (power of two): a 256-target site fits */
 #define RP_TTAB_PROBE 16
 
 #ifndef __ASSEMBLER__
@@ -61,15 +61,36 @@ struct rp_frame {
 	uint64_t ret;
 };
 
-/* One sample bucket.  Only the owning thread writes; the worker reads. */
+/*
+ * One sample bucket.  Only the owning thread writes; the worker reads.
+ * NEXT and the PRED bits of META measure how predictable the site's
+ * target sequence is (learning samples only): NEXT is the target that
+ * followed this one last time at the same site on this thread, and PRED
+ * counts the times the following target was NEXT again.  A site whose
+ * targets follow each other in patterns has PRED close to COUNT; one whose
+ * targets come i.i.d. from K has about COUNT/K.  The policy uses it to
+ * choose between a compare tree and the retpoline (policy.c).
+ */
 struct rp_sample {
 	uint64_t site;     /* 0 = empty */
 	uint64_t target;
+	uint64_t next;
 	uint32_t count;
-	uint32_t meta;     /* RP_META_* */
+	uint32_t meta;     /* RP_META_* in the low 9 bits, PRED above (saturating) */
 };
 #define RP_META_REG(m)    ((m) & 0xff)
 #define RP_META_MISS      0x100   /* taken on a stub's miss path */
+#define RP_META_KEY       0x1ff   /* the part of meta that belongs to the bucket's key */
+#define RP_META_PRED_SHIFT 9
+#define RP_META_PRED(m)   ((m) >> RP_META_PRED_SHIFT)
+#define RP_META_PRED_MAX  (0xffffffffu >> RP_META_PRED_SHIFT)
+
+/* The last learning sample of a site on this thread (RP_LAST_SIZE slots by site hash). */
+struct rp_last {
+	uint64_t site, target;
+	uint32_t idx, pad;
+};
+#define RP_LAST_SIZE 64
 
 /*
  * Per-thread sample table.  Allocated by the thread itself on its first
@@ -85,6 +106,7 @@ struct rp_ttab {
 	uint64_t dropped;          /* samples not stored */
 	uint32_t tick;             /* slow-path calls, for the inline epoch check */
 	uint32_t pad;
+	struct rp_last last[RP_LAST_SIZE];   /* owner only: never read by the epoch */
 	struct rp_sample e[RP_TTAB_SIZE];
 };
 

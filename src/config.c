@@ -28,6 +28,7 @@ struct opt {
 
 static const char *const mode_names[] = { "off", "on", NULL };
 static const char *const fallback_names[] = { "retpoline", "indirect", NULL };
+static const char *const stub_names[] = { "auto", "chain", "tree", NULL };
 static const char *const bool_names[] = { "0", "1", NULL };
 static const char *const onoff_names[] = { "off", "on", NULL };
 
@@ -37,20 +38,22 @@ static const struct opt opts[] = {
 	  "off = plain retpolines, no learning, no patching" },
 	{ "fallback", K_ENUM, O(fallback), RP_FB_RETPOLINE, 0, 1, fallback_names,
 	  "what a miss or an unpromoted site runs" },
+	{ "stub", K_ENUM, O(stub), RP_STUB_AUTO, 0, 2, stub_names,
+	  "stub kind: auto = the cost model chooses chain, tree or fallback per site" },
 	{ "stats", K_STATS, O(stats), 0, 0, 2, NULL,
 	  "0, 1 (table on stderr at exit) or json:PATH" },
 	{ "epoch_ms", K_LONG, O(epoch_ms), 10, 0, 60000, NULL,
 	  "worker period; 0 = no worker, only relpoline_epoch()" },
 	{ "promote_min", K_LONG, O(promote_min), 256, 1, 4000000000L, NULL,
 	  "samples a site needs before it is decided" },
-	{ "max_targets", K_LONG, O(max_targets), 16, 1, RP_MAX_TARGETS_LIMIT, NULL,
-	  "targets per stub" },
+	{ "max_targets", K_LONG, O(max_targets), RP_MAX_TARGETS_LIMIT, 1, RP_MAX_TARGETS_LIMIT, NULL,
+	  "targets per stub (a chain holds at most 32)" },
 	{ "min_coverage", K_LONG, O(min_coverage), 75, 1, 100, NULL,
 	  "percent of a site's calls its stub must cover, else it stays on the fallback" },
 	{ "min_share", K_LONG, O(min_share), 5, 0, 1000, NULL,
 	  "per mille of a site's calls a target needs to get a compare" },
 	{ "relearn_misses", K_LONG, O(relearn_misses), 1000, 1, 1L << 40, NULL,
-	  "misses in one epoch that make a promoted site relearn" },
+	  "misses a promoted site's window needs before its miss rate is judged" },
 	{ "max_versions", K_LONG, O(max_versions), 16, 1, 1000, NULL,
 	  "stubs a site may get over its life (stubs are never reused)" },
 	{ "pin_epochs", K_LONG, O(pin_epochs), 500, 1, 1L << 30, NULL,

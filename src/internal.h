@@ -10,16 +10,19 @@
 #include "relpoline.h"
 
 #define RP_API __attribute__((visibility("default")))
-#define RP_MAX_TARGETS_LIMIT 32
-#define RP_ACC_MAX 64          /* distinct targets tracked per learning site */
+#define RP_MAX_TARGETS_LIMIT 256   /* targets in one stub (a tree) */
+#define RP_CHAIN_MAX 32            /* targets in one chain: beyond, a tree is always cheaper */
+#define RP_ACC_MAX 512             /* distinct targets tracked per site and window */
 
 /* ---- configuration (config.c) ---- */
 enum { RP_MODE_OFF, RP_MODE_ON };
 enum { RP_FB_RETPOLINE, RP_FB_INDIRECT };
+enum { RP_STUB_AUTO, RP_STUB_CHAIN, RP_STUB_TREE };
 
 struct rp_config {
 	long mode;
 	long fallback;
+	long stub;               /* RP_STUB_*: auto = the cost model chooses (policy.c) */
 	long stats;              /* 0 off, 1 table on stderr, 2 json */
 	char stats_path[512];
 	long epoch_ms;
@@ -68,6 +71,7 @@ uint64_t rp_now_ns(void);
 /* ---- modules and sites (module.c) ---- */
 enum rp_site_kind { RP_SK_CALL, RP_SK_JMP, RP_SK_JCC };
 enum rp_site_state { RP_SS_LEARNING, RP_SS_PROMOTED, RP_SS_PINNED, RP_SS_REJECTED };
+enum { RP_WHY_NONE, RP_WHY_COST, RP_WHY_COVERAGE, RP_WHY_VERSIONS, RP_WHY_NOSTUB };
 
 struct rp_count { uint64_t target, count; };
 
@@ -101,6 +105,8 @@ struct rp_site {
 	uint64_t addr;
 	struct rp_module *mod;
 	uint8_t kind, reg, len, state;
+	uint8_t skind;              /* RP_STUB_CHAIN or RP_STUB_TREE: the current stub's kind */
+	uint8_t why;                /* RP_WHY_*: why it is pinned or left where it is */
 	uint32_t versions;          /* stubs emitted for this site */
 	uint64_t cell;              /* RX address of its cell: what the site calls */
 	uint64_t cur;               /* where the cell's jmp points now */
@@ -109,12 +115,16 @@ struct rp_site {
 	bool je_written;
 	bool use_je;                /* the current stub leaves je_target to the cell's compare */
 	uint64_t stub;              /* current stub when promoted */
-	uint32_t ntargets;
-	uint64_t *targets;          /* RP_MAX_TARGETS_LIMIT entries, allocated at the first stub */
-	uint64_t weakest;           /* expected samples per epoch of the weakest stub target */
+	uint32_t ntargets, tcap;
+	uint64_t *targets;          /* the targets the current stub compares (the cell's first) */
+	double *rates;              /* their calls per ms when the stub was made */
+	double sigma;               /* how much the target sequence has beyond i.i.d. (0..1), learned */
 	uint32_t epochs;            /* in the current state */
-	uint32_t nacc;
+	uint32_t wepochs;           /* epochs in the current sample window */
+	uint64_t since_ns;          /* start of the current sample window */
+	uint32_t nacc, acap;
 	uint64_t acc_total;
+	uint64_t acc_pred;          /* learning samples whose target followed as last time (abi.h) */
 	struct rp_count *acc;       /* learning samples or (promoted) misses, NULL when idle */
 	bool touched;
 	bool seen;                  /* has had a sample (counted in sites_seen) */
@@ -149,6 +159,14 @@ void rp_policy_forget_range(uint64_t lo, uint64_t hi);
 /* Emit a stub; KEEP gets the targets it compares (those within reach), *USED their number. */
 uint64_t rp_stub_emit(struct rp_module *m, struct rp_site *s, const uint64_t *targets,
 		      unsigned n, uint64_t *keep, unsigned *used);
+/*
+ * Emit a compare tree over TARGETS weighted by WEIGHTS (any order); KEEP
+ * gets the targets it compares in address order, DEPTH (if not NULL)
+ * their depths (1 = the root), *USED their number.
+ */
+uint64_t rp_tree_emit(struct rp_module *m, struct rp_site *s, const uint64_t *targets,
+		      const uint64_t *weights, unsigned n, uint64_t *keep, uint8_t *depth,
+		      unsigned *used);
 int rp_cells_emit(struct rp_module *m);
 void rp_cell_reinit(struct rp_module *m, size_t i);
 /* A site's cell (stub.c): offsets in its RP_CELL_SIZE bytes. */

@@ -98,6 +98,7 @@ static void map_drop_module(struct rp_module *m)
 		if (old[i]->mod == m) {
 			rp_free(old[i]->acc);
 			rp_free(old[i]->targets);
+			rp_free(old[i]->rates);
 			rp_free(old[i]);
 		} else {
 			map_put(old[i]);

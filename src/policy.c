@@ -1,24 +1,52 @@
 /*
  * Policy: once per epoch, under rp_lock.
  *
- *   learning --(>= promote_min samples, top targets cover >= min_coverage)--> promoted
- *   learning --(>= promote_min samples, coverage too low: a stub would not pay)--> pinned
- *   promoted --(misses >= relearn_misses in an epoch, concentrated on a
- *               target: it has a quarter of the misses, or twice the rate
- *               of the stub's weakest target)--> promoted with a new stub
- *               (learning, if no stub can be made)
- *   promoted --(misses >= relearn_misses in an epoch, spread thin)--> pinned
+ *   learning --(>= promote_min samples; the cost model prefers a stub and
+ *               its targets cover >= min_coverage)--> promoted (chain or tree)
+ *   learning --(>= promote_min samples, no stub pays)--> pinned
+ *   promoted --(a window of >= relearn_misses misses whose rate is over
+ *               MISS_FRAC of the site's calls)--> promoted with a new stub
+ *               built for the window's mix, or pinned if none pays now
  *   pinned   --(pin_epochs later)--> learning
  *
- * A stub holds up to max_targets targets in decreasing order of samples,
- * each with at least min_share per mille of the site's samples.  Every
- * site's state maps to one place its rel32 should point to
- * (rp_site_desired); sync() patches the sites where that differs from
- * where it points now, in one batch.  A pass with nothing to change makes
- * no syscall (patch.c).
+ * The cost model (docs/design.md, "Choosing a stub") prices a call through
+ * the fallback, through the best chain and through a tree, from the
+ * window's target shares and from how predictable the target sequence is
+ * (sigma, measured by the recorder: abi.h).  Its constants come from
+ * `make bench-micro`.  A site stays promoted while its misses are a small
+ * share of its calls, however many targets they are spread over: a wide
+ * mix gets a tree, not the fallback.  Every site's state maps to one place
+ * its cell's jmp should point to (rp_site_desired); sync() retargets the
+ * cells where that differs from where they point now, in one batch.  A
+ * pass with nothing to change makes no syscall (patch.c).
  */
 #include <string.h>
 #include "internal.h"
+
+/*
+ * Cost model constants, ns per call (docs/design.md has the rows of
+ * `make bench-micro` they come from).
+ *   C_RET    a call through the retpoline (the fallback)
+ *   C_MISS   a stub miss: the recorder, then the retpoline
+ *   C_CMP    one more compare in a chain
+ *   C_LEVEL  one more level of a tree
+ *   C_TREE   entering a tree (the jump from the cell)
+ *   C_MP     one mispredicted branch
+ */
+#define C_RET   7.5
+#define C_MISS  16.0
+#define C_CMP   0.35
+#define C_LEVEL 0.5
+#define C_TREE  0.4
+#define C_MP    5.5
+/* A stub must beat the fallback by this factor: the model is rough, and a loss is a loss. */
+#define MARGIN  0.85
+/* A promoted site's window is judged once its misses exceed this share of its calls. */
+#define MISS_FRAC 0.05
+/* A promoted site's window ends after this many epochs without enough misses. */
+#define WINDOW_EPOCHS 64
+
+static uint64_t epoch_now_ns, epoch_prev_ns;
 
 struct touched { struct rp_site **v; size_t n, cap; };
 
@@ -34,21 +62,32 @@ static struct rp_count *acc_find(const struct rp_site *s, uint64_t target)
 static void acc_add(struct rp_site *s, uint64_t target, uint64_t count)
 {
 	s->acc_total += count;
-	if (!s->acc && !(s->acc = rp_zalloc(RP_ACC_MAX * sizeof(*s->acc))))
-		return;
-	struct rp_count *c = acc_find(s, target);
-	if (c)
+	struct rp_count *c = s->acc ? acc_find(s, target) : NULL;
+	if (c) {
 		c->count += count;
-	else if (s->nacc < RP_ACC_MAX)
-		s->acc[s->nacc++] = (struct rp_count){ target, count };
+		return;
+	}
+	if (s->nacc == s->acap) {
+		if (s->acap >= RP_ACC_MAX)
+			return;   /* counted in the total: coverage shows what is left out */
+		uint32_t nc = s->acap ? s->acap * 2 : 16;
+		struct rp_count *n = rp_realloc(s->acc, nc * sizeof(*n));
+		if (!n)
+			return;
+		s->acc = n;
+		s->acap = nc;
+	}
+	s->acc[s->nacc++] = (struct rp_count){ target, count };
 }
 
 static void acc_reset(struct rp_site *s)
 {
 	rp_free(s->acc);
 	s->acc = NULL;
-	s->nacc = 0;
-	s->acc_total = 0;
+	s->nacc = s->acap = 0;
+	s->acc_total = s->acc_pred = 0;
+	s->wepochs = 0;
+	s->since_ns = epoch_now_ns;
 }
 
 static void on_sample(uint64_t addr, uint64_t target, uint32_t meta, uint64_t count, void *arg)
@@ -76,8 +115,13 @@ static void on_sample(uint64_t addr, uint64_t target, uint32_t meta, uint64_t co
 		rp_stats.misses += count;
 		break;
 	default:
+		if (meta & RP_META_MISS)
+			return;   /* a miss of a stub the site has left: not a learning sample */
+		s->acc_pred += RP_META_PRED(meta);
 		break;
 	}
+	if (!s->since_ns)
+		s->since_ns = epoch_prev_ns ? epoch_prev_ns : rp_start_ns;
 	acc_add(s, target, count);
 	if (!s->touched) {
 		if (t->n == t->cap) {
@@ -103,108 +147,350 @@ static void to_learning(struct rp_site *s)
 {
 	acc_reset(s);
 	s->state = RP_SS_LEARNING;
+	s->why = RP_WHY_NONE;
 	s->epochs = 0;
 }
 
-/*
- * Put S on a new stub with TARGETS (most frequent first); the stub keeps
- * only the ones a direct branch can reach from the arena, in the same
- * order, and s->targets/s->ntargets say which.  False if no stub could be
- * made (arena full, all targets out of reach).  The caller sets
- * s->weakest.
- */
-static bool install_stub(struct rp_site *s, const uint64_t *targets, unsigned k)
+static void to_pinned(struct rp_site *s, uint8_t why)
 {
-	if (!s->targets && !(s->targets = rp_alloc(RP_MAX_TARGETS_LIMIT * sizeof(*s->targets))))
+	acc_reset(s);
+	s->state = RP_SS_PINNED;
+	s->why = why;
+	s->epochs = 0;
+}
+
+/* ---- the cost model ---- */
+
+/* log2 for 0 < X, to about 1e-3: the runtime links no libm, and the model is rougher than that. */
+static double lg2(double x)
+{
+	uint64_t b;
+	memcpy(&b, &x, 8);
+	int e = (int)((b >> 52) & 0x7ff) - 1023;
+	b = (b & ~(0x7ffull << 52)) | (1023ull << 52);
+	double m;
+	memcpy(&m, &b, 8);   /* 1 <= m < 2 */
+	double t = (m - 1) / (m + 1), t2 = t * t;   /* ln m = 2 atanh t */
+	double ln = 2 * t * (1 + t2 / 3 + t2 * t2 / 5 + t2 * t2 * t2 / 7);
+	return e + ln * 1.4426950408889634;
+}
+
+/* A window's mix: targets by decreasing share P; Q is the share no target here has. */
+struct mix {
+	uint64_t *t;
+	double *rate;    /* calls per ms */
+	double *p;
+	unsigned n;
+	double q;
+	double sigma;
+};
+
+/*
+ * Mispredictions of an i.i.d. stream are scaled by 1 - sigma: sigma is 0
+ * when the recorder saw targets follow each other no more often than
+ * chance (sum of p^2), 1 when each target always had the same successor.
+ */
+static double sigma_of(const struct rp_site *s, const double *p, unsigned n)
+{
+	if (!s->acc_total)
+		return 0;
+	double iid = 0;
+	for (unsigned i = 0; i < n; i++)
+		iid += p[i] * p[i];
+	if (iid > 0.999)
+		return 1;
+	double rho = (double)s->acc_pred / (double)s->acc_total;
+	double sg = (rho - iid) / (1 - iid);
+	return sg < 0 ? 0 : sg > 1 ? 1 : sg;
+}
+
+/*
+ * A chain of the first K targets: target i costs i+1 compares; a miss
+ * costs them all and the miss path.  Each je is predicted in its likelier
+ * direction: reached with the remaining share R, taken with p/R.
+ */
+static double cost_chain(const struct mix *x, unsigned k)
+{
+	double c = 0, rem = 1, mp = 0, hit = 0;
+	for (unsigned i = 0; i < k; i++) {
+		double a = rem > 0 ? x->p[i] / rem : 0;
+		mp += rem * (a < 1 - a ? a : 1 - a);
+		c += x->p[i] * C_CMP * (i + 1);
+		rem -= x->p[i];
+		hit += x->p[i];
+	}
+	double miss = 1 - hit;
+	c += miss * (C_CMP * k + C_MISS);
+	return c + (1 - x->sigma) * mp * C_MP;
+}
+
+/*
+ * The cell's compare (first target), then a tree over the others: an
+ * optimal search tree's depth is about the entropy of its mix plus one,
+ * and on an i.i.d. stream about every other level mispredicts.
+ */
+static double cost_tree(const struct mix *x, unsigned k)
+{
+	double p0 = x->p[0], rest = 0, h = 0;
+	for (unsigned i = 1; i < k; i++)
+		rest += x->p[i];
+	for (unsigned i = 1; i < k && rest > 0; i++)
+		if (x->p[i] > 0)
+			h -= x->p[i] / rest * lg2(x->p[i] / rest);
+	double miss = 1 - p0 - rest;
+	double depth = h + 1;
+	double c = p0 * C_CMP + (1 - p0) * (C_CMP + C_TREE + C_LEVEL * depth) + miss * C_MISS;
+	double mp = (p0 < 1 - p0 ? p0 : 1 - p0) + (1 - p0) * 0.5 * h;
+	return c + (1 - x->sigma) * mp * C_MP;
+}
+
+/* What to make for mix X: *KIND (chain or tree) over the first *K targets; false: the fallback. */
+static bool choose(const struct mix *x, uint8_t *kind, unsigned *k, double *cost_out)
+{
+	unsigned max = x->n < (unsigned)rp_cfg.max_targets ? x->n : (unsigned)rp_cfg.max_targets;
+	double best = 1e30;
+	unsigned bk = 0;
+	uint8_t bkind = RP_STUB_CHAIN;
+	if (rp_cfg.stub != RP_STUB_TREE) {
+		unsigned cmax = max < RP_CHAIN_MAX ? max : RP_CHAIN_MAX;
+		for (unsigned i = 1; i <= cmax; i++) {
+			/* min_share: a target too rare for its own compare (it would only lengthen the chain) */
+			if (i > 1 && x->p[i - 1] * 1000 < (double)rp_cfg.min_share)
+				break;
+			double c = cost_chain(x, i);
+			if (c < best) {
+				best = c;
+				bk = i;
+			}
+		}
+	}
+	if (rp_cfg.stub != RP_STUB_CHAIN && max >= 1) {
+		double c = cost_tree(x, max);
+		if (rp_cfg.stub == RP_STUB_TREE || c < best) {
+			best = c;
+			bk = max;
+			bkind = RP_STUB_TREE;
+		}
+	}
+	*kind = bkind;
+	*k = bk;
+	*cost_out = best;
+	if (!bk)
 		return false;
+	if (rp_cfg.stub != RP_STUB_AUTO)
+		return true;   /* forced: only coverage decides */
+	return best < C_RET * MARGIN;
+}
+
+/*
+ * Put S on a new stub of KIND for the first K targets of X (most frequent
+ * first).  The stub keeps only the targets a direct branch can reach from
+ * the arena, and s->targets/s->rates say which.  False if no stub could
+ * be made (arena full, all targets out of reach).
+ */
+static bool install_stub(struct rp_site *s, const struct mix *x, unsigned k, uint8_t kind)
+{
+	if (s->tcap < k + 1) {
+		uint64_t *t = rp_realloc(s->targets, (k + 1) * sizeof(*t));
+		if (t)
+			s->targets = t;
+		double *r = rp_realloc(s->rates, (k + 1) * sizeof(*r));
+		if (r)
+			s->rates = r;
+		if (!t || !r)
+			return false;
+		s->tcap = k + 1;
+	}
 	/*
 	 * The cell's own compare keeps one target for good: the first hot
 	 * target the site is ever promoted with (stub.c).  While that target
 	 * is among the hot ones it costs one compare, as a direct call would
 	 * cost a call; the stub compares the others.
 	 */
-	uint64_t first = s->je_target ? s->je_target : targets[0];
-	uint64_t rest[RP_MAX_TARGETS_LIMIT], keep[RP_MAX_TARGETS_LIMIT];
+	uint64_t first = s->je_target ? s->je_target : x->t[0];
+	uint64_t *rest = rp_alloc(k * sizeof(*rest)), *keep = rp_alloc(k * sizeof(*keep));
+	uint64_t *w = rp_alloc(k * sizeof(*w));
+	bool ok = false;
+	if (!rest || !keep || !w)
+		goto out;
 	unsigned nrest = 0, used = 0;
 	bool use_je = false;
+	double first_rate = 0;
 	for (unsigned i = 0; i < k; i++) {
-		if (targets[i] == first && rp_reach(s->cell + RP_CELL_JE + 6, first))
+		if (x->t[i] == first && rp_reach(s->cell + RP_CELL_JE + 6, first)) {
 			use_je = true;
-		else
-			rest[nrest++] = targets[i];
+			first_rate = x->rate[i];
+		} else {
+			w[nrest] = (uint64_t)(x->p[i] * 1e6);
+			rest[nrest++] = x->t[i];
+		}
 	}
-	uint64_t stub = rp_stub_emit(s->mod, s, rest, nrest, keep, &used);
+	uint64_t stub;
+	if (kind == RP_STUB_TREE && nrest)
+		stub = rp_tree_emit(s->mod, s, rest, w, nrest, keep, NULL, &used);
+	else
+		stub = rp_stub_emit(s->mod, s, rest, nrest, keep, &used);
 	if (!stub || (!use_je && !used))
-		return false;   /* nothing within reach to compare (its arena space is not reused) */
+		goto out;   /* nothing within reach to compare (its arena space is not reused) */
 	s->versions++;
 	s->stub = stub;
+	s->skind = kind == RP_STUB_TREE && nrest ? RP_STUB_TREE : RP_STUB_CHAIN;
 	s->ntargets = 0;
 	if (use_je) {
 		s->je_target = first;
+		s->rates[s->ntargets] = first_rate;
 		s->targets[s->ntargets++] = first;
 	}
-	memcpy(s->targets + s->ntargets, keep, used * sizeof(keep[0]));
-	s->ntargets += used;
+	for (unsigned i = 0; i < used; i++) {
+		double r = 0;
+		for (unsigned j = 0; j < k; j++)
+			if (x->t[j] == keep[i])
+				r = x->rate[j];
+		s->rates[s->ntargets] = r;
+		s->targets[s->ntargets++] = keep[i];
+	}
 	s->use_je = use_je;
 	s->state = RP_SS_PROMOTED;
-	return true;
+	s->why = RP_WHY_NONE;
+	ok = true;
+out:
+	rp_free(rest);
+	rp_free(keep);
+	rp_free(w);
+	return ok;
 }
 
-/* Samples of TARGET in S's accumulator. */
-static uint64_t acc_count(const struct rp_site *s, uint64_t target)
+static double window_ms(const struct rp_site *s)
 {
-	const struct rp_count *c = acc_find(s, target);
-	return c ? c->count : 0;
+	uint64_t t0 = s->since_ns ? s->since_ns : rp_start_ns;
+	double ms = (double)(epoch_now_ns - t0) / 1e6;
+	return ms > 0.01 ? ms : 0.01;
 }
 
-static void decide_learning(struct rp_site *s)
+static void mix_free(struct mix *x)
 {
-	if (s->acc_total < (uint64_t)rp_cfg.promote_min || !s->acc)
+	rp_free(x->t);
+	rp_free(x->rate);
+	rp_free(x->p);
+}
+
+static bool mix_alloc(struct mix *x, unsigned n)
+{
+	memset(x, 0, sizeof(*x));
+	x->t = rp_alloc((n + 1) * sizeof(*x->t));
+	x->rate = rp_alloc((n + 1) * sizeof(*x->rate));
+	x->p = rp_alloc((n + 1) * sizeof(*x->p));
+	if (x->t && x->rate && x->p)
+		return true;
+	mix_free(x);
+	return false;
+}
+
+/* Share of X's calls its first K targets cover. */
+static double covered(const struct mix *x, unsigned k)
+{
+	double c = 0;
+	for (unsigned i = 0; i < k && i < x->n; i++)
+		c += x->p[i];
+	return c;
+}
+
+/*
+ * Promote S for mix X if a stub pays; otherwise pin it.  WHAT names the
+ * occasion in the log.
+ */
+static void decide(struct rp_site *s, struct mix *x, const char *what)
+{
+	uint8_t kind;
+	unsigned k;
+	double cost;
+	if (!x->n) {
+		to_pinned(s, RP_WHY_COST);
 		return;
-	rp_sort(s->acc, s->nacc, sizeof(*s->acc), by_count);
-	uint64_t total = s->acc_total, cum = 0;
-	uint64_t targets[RP_MAX_TARGETS_LIMIT];
-	unsigned k = 0;
-	for (uint32_t i = 0; i < s->nacc && k < (unsigned)rp_cfg.max_targets; i++) {
-		if (s->acc[i].count * 1000 < total * (uint64_t)rp_cfg.min_share)
-			break;
-		targets[k++] = s->acc[i].target;
-		cum += s->acc[i].count;
 	}
-	bool pays = k && cum * 100 >= total * (uint64_t)rp_cfg.min_coverage;
-	if (pays && s->versions < (uint32_t)rp_cfg.max_versions && install_stub(s, targets, k)) {
-		/* Coverage of what the stub really compares: far targets were left out. */
-		cum = 0;
-		for (unsigned i = 0; i < s->ntargets; i++)
-			cum += acc_count(s, s->targets[i]);
-		if (cum * 100 < total * (uint64_t)rp_cfg.min_coverage) {
-			rp_debug("site %#lx: a stub within reach covers only %lu%%: left on the fallback",
-				 (unsigned long)s->addr, (unsigned long)(cum * 100 / total));
-			s->state = RP_SS_PINNED;
+	if (!choose(x, &kind, &k, &cost)) {
+		rp_debug("site %#lx: %s: %u targets, a stub would cost %.1f ns, the fallback %.1f "
+			 "(sigma %.2f): left on the fallback", (unsigned long)s->addr, what, x->n, cost,
+			 C_RET, x->sigma);
+		to_pinned(s, RP_WHY_COST);
+		return;
+	}
+	if (covered(x, k) * 100 < (double)rp_cfg.min_coverage) {
+		rp_debug("site %#lx: %s: %u targets cover %.0f%%: left on the fallback",
+			 (unsigned long)s->addr, what, k, covered(x, k) * 100);
+		to_pinned(s, RP_WHY_COVERAGE);
+		return;
+	}
+	if (s->versions >= (uint32_t)rp_cfg.max_versions) {
+		if (s->state != RP_SS_PROMOTED) {
+			rp_debug("site %#lx: %s: all %ld stub versions used: left on the fallback",
+				 (unsigned long)s->addr, what, rp_cfg.max_versions);
+			to_pinned(s, RP_WHY_VERSIONS);
 		} else {
-			s->weakest = acc_count(s, s->targets[s->ntargets - 1]) / (s->epochs + 1);
-			rp_debug("site %#lx: promoted with %u targets (%lu%% of %lu samples)",
-				 (unsigned long)s->addr, s->ntargets, (unsigned long)(cum * 100 / total),
-				 (unsigned long)total);
+			s->why = RP_WHY_VERSIONS;   /* keeps its last stub for good */
+			acc_reset(s);
 		}
-	} else {
-		s->state = RP_SS_PINNED;
-		rp_debug("site %#lx: left on the fallback (%u targets cover %lu%%)",
-			 (unsigned long)s->addr, k, (unsigned long)(total ? cum * 100 / total : 0));
+		return;
 	}
+	if (!install_stub(s, x, k, kind)) {
+		to_pinned(s, RP_WHY_NOSTUB);
+		return;
+	}
+	/* Coverage of what the stub really compares: far targets were left out. */
+	double cov = 0;
+	for (unsigned i = 0; i < s->ntargets; i++)
+		for (unsigned j = 0; j < x->n; j++)
+			if (x->t[j] == s->targets[i])
+				cov += x->p[j];
+	if (cov * 100 < (double)rp_cfg.min_coverage) {
+		rp_debug("site %#lx: a stub within reach covers only %.0f%%: left on the fallback",
+			 (unsigned long)s->addr, cov * 100);
+		to_pinned(s, RP_WHY_COVERAGE);
+		return;
+	}
+	rp_debug("site %#lx: %s: %s with %u targets (%.0f%% of the window, sigma %.2f, %.1f ns "
+		 "modelled)", (unsigned long)s->addr, what, s->skind == RP_STUB_TREE ? "tree" : "chain",
+		 s->ntargets, cov * 100, x->sigma, cost);
 	acc_reset(s);
 	s->epochs = 0;
 }
 
+static void decide_learning(struct rp_site *s)
+{
+	s->wepochs++;
+	if (s->acc_total < (uint64_t)rp_cfg.promote_min || !s->acc)
+		return;
+	rp_sort(s->acc, s->nacc, sizeof(*s->acc), by_count);
+	struct mix x;
+	if (!mix_alloc(&x, s->nacc)) {
+		to_pinned(s, RP_WHY_NOSTUB);
+		return;
+	}
+	double ms = window_ms(s), total = (double)s->acc_total;
+	for (uint32_t i = 0; i < s->nacc; i++) {
+		x.t[i] = s->acc[i].target;
+		x.p[i] = (double)s->acc[i].count / total;
+		x.rate[i] = (double)s->acc[i].count / ms;
+	}
+	x.n = s->nacc;
+	x.sigma = s->sigma = sigma_of(s, x.p, x.n);
+	decide(s, &x, "learned");
+	mix_free(&x);
+}
+
 /*
- * A promoted site whose misses grew gets a new stub at once, built from
- * what its misses show: the missed targets that are hot now first, then
- * the targets of the old stub (their hits are not counted, so they keep
- * their order behind).  Going back to learning would cost a whole epoch
- * on the slow path, on every phase change of the program.
+ * A promoted site's window: its misses since the window began.  The stub's
+ * own targets are not counted (their hits cost nothing to record), so the
+ * site's call rate is what its stub's targets had when it was made plus
+ * the misses' rate now.  Once the misses are a real share of the calls,
+ * the site gets a stub for the window's mix: the missed targets at their
+ * rates and the stub's targets at theirs (stale, but all we know), the
+ * cost model choosing its kind.  A drifting mix over many targets thus
+ * gets a new tree, not the fallback.
  */
 static void decide_promoted(struct rp_site *s)
 {
+	s->wepochs++;
 	/*
 	 * Misses on targets no direct branch from this module's arena can
 	 * reach are not a change of workload: no new stub would hold them.
@@ -216,70 +502,71 @@ static void decide_promoted(struct rp_site *s)
 			s->acc[i].count = 0;
 		}
 	uint64_t misses = s->acc_total;
-	if (!s->acc || misses < (uint64_t)rp_cfg.relearn_misses ||
-	    s->versions >= (uint32_t)rp_cfg.max_versions) {
-		acc_reset(s);   /* misses are judged per epoch */
+	if (!s->acc || misses < (uint64_t)rp_cfg.relearn_misses || s->why == RP_WHY_VERSIONS) {
+		if (s->wepochs >= WINDOW_EPOCHS || s->why == RP_WHY_VERSIONS)
+			acc_reset(s);
+		return;
+	}
+	double ms = window_ms(s), hits = 0;
+	for (uint32_t i = 0; i < s->ntargets; i++)
+		hits += s->rates[i];
+	double mrate = (double)misses / ms;
+	if (mrate < MISS_FRAC * (hits + mrate)) {
+		acc_reset(s);   /* a cheap share of misses: the window starts again */
 		return;
 	}
 	rp_sort(s->acc, s->nacc, sizeof(*s->acc), by_count);
-	uint64_t top = s->acc[0].count;
-	if (top < 2 * s->weakest && top * 4 < misses) {
-		/*
-		 * Heavy misses spread over many targets: no stub will cover them,
-		 * and each miss records a (site, target) sample, so such a site
-		 * would crowd every other site out of its threads' sample tables.
-		 * It goes to the fallback, which records nothing, and is learned
-		 * again after pin_epochs.
-		 */
-		rp_debug("site %#lx: %lu misses over %u+ targets: left on the fallback",
-			 (unsigned long)s->addr, (unsigned long)misses, s->nacc);
-		s->state = RP_SS_PINNED;
+	struct mix x;
+	if (!mix_alloc(&x, s->nacc + s->ntargets)) {
 		acc_reset(s);
-		s->epochs = 0;
 		return;
 	}
-	uint64_t targets[RP_MAX_TARGETS_LIMIT];
-	unsigned k = 0, max = (unsigned)rp_cfg.max_targets;
-	for (uint32_t i = 0; i < s->nacc && k < max; i++) {
-		if (s->acc[i].count * 1000 < misses * (uint64_t)rp_cfg.min_share || s->acc[i].count * 8 < top)
-			break;
-		targets[k++] = s->acc[i].target;
+	double total = 0;
+	for (uint32_t i = 0; i < s->nacc; i++) {
+		if (!s->acc[i].count)
+			continue;
+		x.t[x.n] = s->acc[i].target;
+		x.rate[x.n++] = (double)s->acc[i].count / ms;
 	}
-	unsigned hot = k;
-	for (uint32_t i = 0; i < s->ntargets && k < max; i++) {
+	for (uint32_t i = 0; i < s->ntargets; i++) {
 		bool dup = false;
-		for (unsigned j = 0; j < k; j++)
-			dup |= targets[j] == s->targets[i];
-		if (!dup)
-			targets[k++] = s->targets[i];
+		for (unsigned j = 0; j < x.n && !dup; j++)
+			dup = x.t[j] == s->targets[i];
+		if (!dup) {
+			x.t[x.n] = s->targets[i];
+			x.rate[x.n++] = s->rates[i];
+		}
 	}
-	rp_stats.relearns++;
-	if (!install_stub(s, targets, k)) {
-		to_learning(s);
-		return;
+	/* Decreasing rate (insertion sort: at most RP_ACC_MAX + 256, once per window). */
+	for (unsigned i = 1; i < x.n; i++) {
+		uint64_t t = x.t[i];
+		double r = x.rate[i];
+		unsigned j = i;
+		for (; j > 0 && x.rate[j - 1] < r; j--) {
+			x.t[j] = x.t[j - 1];
+			x.rate[j] = x.rate[j - 1];
+		}
+		x.t[j] = t;
+		x.rate[j] = r;
 	}
-	/* The weakest hot missed target the new stub really compares (far ones are left out). */
-	uint64_t weakest = 0;
-	for (unsigned i = 0; i < s->ntargets; i++) {
-		uint64_t c = acc_count(s, s->targets[i]);
-		bool was_hot = false;
-		for (unsigned j = 0; j < hot; j++)
-			was_hot |= targets[j] == s->targets[i];
-		if (was_hot && (!weakest || c < weakest))
-			weakest = c;
-	}
-	s->weakest = weakest ? weakest : top;
-	rp_debug("site %#lx: %lu misses, new stub with %u targets", (unsigned long)s->addr,
-		 (unsigned long)misses, s->ntargets);
-	acc_reset(s);
-	s->epochs = 0;
+	for (unsigned i = 0; i < x.n; i++)
+		total += x.rate[i];
+	for (unsigned i = 0; i < x.n; i++)
+		x.p[i] = total > 0 ? x.rate[i] / total : 0;
+	x.sigma = s->sigma;
+	if (s->versions < (uint32_t)rp_cfg.max_versions)
+		rp_stats.relearns++;
+	decide(s, &x, "misses");
+	mix_free(&x);
 }
 
 static void age(struct rp_site *s, void *arg)
 {
 	(void)arg;
 	s->epochs++;
-	if (s->state == RP_SS_PINNED && s->epochs >= (uint32_t)rp_cfg.pin_epochs)
+	/* A site that has used all its stub versions stays where it is: relearning could not help it. */
+	if (s->state == RP_SS_PINNED && s->epochs >= (uint32_t)rp_cfg.pin_epochs &&
+	    s->why != RP_WHY_VERSIONS)
 		to_learning(s);
 }
 
@@ -313,6 +600,14 @@ static void count_site(struct rp_site *s, void *arg)
 		rp_stats.sites_promoted++;
 		rp_stats.stub_targets += s->ntargets;
 		rp_stats.stub_hist[s->ntargets > 16 ? 16 : s->ntargets]++;
+		if (s->skind == RP_STUB_TREE)
+			rp_stats.sites_tree++;
+		else
+			rp_stats.sites_chain++;
+		unsigned b = 0;   /* 1, 2, 3-4, 5-8, ..., 129-256 */
+		while (b < 8 && s->ntargets > (1u << b))
+			b++;
+		rp_stats.stub_hist_log2[b]++;
 	} else if (s->state == RP_SS_PINNED) {
 		rp_stats.sites_pinned++;
 	}
@@ -321,7 +616,9 @@ static void count_site(struct rp_site *s, void *arg)
 static void recount(void)
 {
 	rp_stats.sites_promoted = rp_stats.sites_pinned = rp_stats.stub_targets = 0;
+	rp_stats.sites_chain = rp_stats.sites_tree = 0;
 	memset(rp_stats.stub_hist, 0, sizeof(rp_stats.stub_hist));
+	memset(rp_stats.stub_hist_log2, 0, sizeof(rp_stats.stub_hist_log2));
 	rp_sites_foreach(count_site, NULL);
 }
 
@@ -349,6 +646,8 @@ int rp_policy_sync(void)
 void rp_policy_epoch(void)
 {
 	struct touched t = { 0 };
+	epoch_prev_ns = epoch_now_ns;
+	epoch_now_ns = rp_now_ns();
 	rp_learn_aggregate(on_sample, &t);
 	rp_sites_foreach(age, NULL);
 	for (size_t i = 0; i < t.n; i++) {

@@ -95,24 +95,54 @@ int __relpoline_record(struct rp_frame *f, unsigned idx)
 	uint32_t meta = idx | (f->site_word < 0 ? RP_META_MISS : 0);
 
 	uint64_t h = (site ^ (target * 0x9e3779b97f4a7c15ull)) * 0xff51afd7ed558ccdull;
-	unsigned i = (unsigned)(h >> 54) & (RP_TTAB_SIZE - 1);
+	unsigned i = (unsigned)(h >> 53) & (RP_TTAB_SIZE - 1);
+	struct rp_sample *e = NULL;
 	for (unsigned n = 0; n < RP_TTAB_PROBE; n++, i = (i + 1) & (RP_TTAB_SIZE - 1)) {
-		struct rp_sample *e = &t->e[i];
-		uint64_t s = __atomic_load_n(&e->site, __ATOMIC_RELAXED);
-		if (s == site && e->target == target && e->meta == meta) {
-			__atomic_store_n(&e->count, e->count + 1, __ATOMIC_RELAXED);
-			goto out;
+		struct rp_sample *b = &t->e[i];
+		uint64_t s = __atomic_load_n(&b->site, __ATOMIC_RELAXED);
+		if (s == site && b->target == target && (b->meta & RP_META_KEY) == meta) {
+			__atomic_store_n(&b->count, b->count + 1, __ATOMIC_RELAXED);
+			e = b;
+			break;
 		}
 		if (s == 0) {
 			/* Fill the bucket, then publish its key: the worker reads site first. */
-			e->target = target;
-			e->meta = meta;
-			__atomic_store_n(&e->count, 1, __ATOMIC_RELAXED);
-			__atomic_store_n(&e->site, site, __ATOMIC_RELEASE);
-			goto out;
+			b->target = target;
+			b->next = 0;
+			b->meta = meta;
+			__atomic_store_n(&b->count, 1, __ATOMIC_RELAXED);
+			__atomic_store_n(&b->site, site, __ATOMIC_RELEASE);
+			e = b;
+			break;
 		}
 	}
-	t->dropped++;
+	if (!e) {
+		t->dropped++;
+		goto out;
+	}
+	if (!(meta & RP_META_MISS)) {
+		/*
+		 * Predictability: did this target follow the site's previous one
+		 * as it did last time?  The previous bucket may have been cleared
+		 * or reused since (a new generation): its key is checked first.
+		 */
+		struct rp_last *l = &t->last[(unsigned)((site * 0x9e3779b97f4a7c15ull) >> 58) & (RP_LAST_SIZE - 1)];
+		if (l->site == site) {
+			struct rp_sample *p = &t->e[l->idx];
+			if (__atomic_load_n(&p->site, __ATOMIC_RELAXED) == site && p->target == l->target) {
+				if (p->next == target) {
+					if (RP_META_PRED(p->meta) < RP_META_PRED_MAX)
+						__atomic_store_n(&p->meta, p->meta + (1u << RP_META_PRED_SHIFT),
+								 __ATOMIC_RELAXED);
+				} else {
+					p->next = target;
+				}
+			}
+		}
+		l->site = site;
+		l->target = target;
+		l->idx = i;
+	}
 out:
 	__asm__ volatile("" ::: "memory");
 	t->busy = 0;

@@ -61,6 +61,8 @@ void rp_debug(const char *fmt, ...)
 	X(sites_call, "  call sites") \
 	X(sites_tail, "  tail sites (jmp/jcc)") \
 	X(sites_promoted, "sites promoted (on a stub)") \
+	X(sites_chain, "  on a chain") \
+	X(sites_tree, "  on a tree") \
 	X(sites_pinned, "sites left on the fallback") \
 	X(sites_rejected, "sites rejected (not verifiable)") \
 	X(stubs_emitted, "stubs emitted (all versions)") \
@@ -95,6 +97,15 @@ static int format_table(const struct relpoline_stats *s, char *buf, size_t len)
 		if (s->stub_hist[i])
 			P(" %d%s:%llu", i, i == 16 ? "+" : "", (unsigned long long)s->stub_hist[i]);
 	P("\n");
+	if (s->stub_hist[16]) {
+		static const char *const lab[9] = { "1", "2", "3-4", "5-8", "9-16", "17-32", "33-64",
+						    "65-128", "129-256" };
+		P("  %-34s", "  of which by targets, up to 256");
+		for (int i = 5; i < 9; i++)
+			if (s->stub_hist_log2[i])
+				P(" %s:%llu", lab[i], (unsigned long long)s->stub_hist_log2[i]);
+		P("\n");
+	}
 	if (s->stub_targets)
 		P("  %-34s %14.1f\n", "stub bytes per promoted target",
 		  (double)s->arena_bytes / (double)s->stub_targets);
@@ -146,6 +157,9 @@ static void write_json(const struct relpoline_stats *s, const char *pattern)
 	  (unsigned long long)s->worker_ns, (unsigned long long)s->first_promotion_ns);
 	for (int i = 0; i <= 16; i++)
 		P("%s%llu", i ? ", " : "", (unsigned long long)s->stub_hist[i]);
+	P("], \"stub_hist_log2\": [");
+	for (int i = 0; i < 9; i++)
+		P("%s%llu", i ? ", " : "", (unsigned long long)s->stub_hist_log2[i]);
 	P("]}\n");
 #undef P
 	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);

@@ -418,3 +418,240 @@ uint64_t rp_stub_emit(struct rp_module *m, struct rp_site *s, const uint64_t *ta
 	perf_map(entry, total - 16, "stub", s->addr);
 	return entry;
 }
+
+/*
+ * Tree stubs, for sites with many targets (interpreter dispatch, big
+ * switches, virtual calls over many classes).  A chain tries targets one
+ * by one; a tree compares the register with the targets sorted by address
+ * and halves the range at each node, so a hit costs O(log n) compares.
+ * Every node is a direct conditional branch, which the direction predictor
+ * learns with global history: the opcode streams of interpreters are full
+ * of history, so a patterned stream runs through a tree with few
+ * mispredictions.  Layout, 16-byte aligned:
+ *     header   "RPLT", u16 code bytes, u16 targets, u64 site   (not executed)
+ *     entry:   node(root)
+ *     node:    cmp slot_r(%rip),%R ; je t_r       7 + 6 bytes
+ *              jb <left subtree>                  2 or 6 (both subtrees)
+ *              <right subtree>                    falls through
+ *              <left subtree>
+ *         with one subtree only: ja/jb miss and fall into it; a leaf: jmp miss
+ *     miss:    push $site-base|MISS ; jmp slow_R
+ *     slots:   the targets in address order       8 bytes each
+ * The shape is an optimal binary search tree for the targets' weights
+ * (expected compares per hit; Knuth's O(n^2) dynamic programme), so hot
+ * targets sit near the root.  Only flags are clobbered, as in a chain.
+ */
+#define TREE_MAGIC 0x544c5052u  /* "RPLT" */
+
+struct tree {
+	const uint64_t *key;   /* sorted targets */
+	uint16_t *root;        /* root[i * (n + 1) + j]: root of keys [i, j) */
+	unsigned n;
+};
+
+static unsigned troot(const struct tree *t, unsigned i, unsigned j) { return t->root[i * (t->n + 1) + j]; }
+
+/* Bytes of the code for keys [i, j) (j > i), with a short jb where it reaches. */
+static size_t tree_size(const struct tree *t, unsigned i, unsigned j)
+{
+	unsigned r = troot(t, i, j);
+	bool l = r > i, rt = r + 1 < j;
+	if (l && rt) {
+		size_t right = tree_size(t, r + 1, j);
+		return 13 + (right < 128 ? 2 : 6) + right + tree_size(t, i, r);
+	}
+	if (l)
+		return 13 + 6 + tree_size(t, i, r);
+	if (rt)
+		return 13 + 6 + tree_size(t, r + 1, j);
+	return 13 + 5;
+}
+
+struct tree_out { uint8_t *w; uint64_t x; uint64_t miss; uint64_t slots; uint8_t reg; };
+
+static void jcc32(struct tree_out *o, uint8_t cc, uint64_t to)
+{
+	o->w[0] = 0x0f;
+	o->w[1] = cc;
+	put32(o->w + 2, (int64_t)(to - (o->x + 6)));
+	o->w += 6;
+	o->x += 6;
+}
+
+static void tree_emit_node(const struct tree *t, struct tree_out *o, unsigned i, unsigned j)
+{
+	unsigned r = troot(t, i, j);
+	bool l = r > i, rt = r + 1 < j;
+	emit_cmp(o->w, o->x, o->reg, o->slots + 8 * r);
+	o->w += 7;
+	o->x += 7;
+	jcc32(o, 0x84, t->key[r]);                         /* je target */
+	if (l && rt) {
+		size_t right = tree_size(t, r + 1, j);
+		if (right < 128) {
+			o->w[0] = 0x72;                            /* jb rel8 */
+			o->w[1] = (uint8_t)right;
+			o->w += 2;
+			o->x += 2;
+		} else {
+			jcc32(o, 0x82, o->x + 6 + right);          /* jb rel32 */
+		}
+		tree_emit_node(t, o, r + 1, j);
+		tree_emit_node(t, o, i, r);
+	} else if (l) {
+		jcc32(o, 0x87, o->miss);                       /* ja miss */
+		tree_emit_node(t, o, i, r);
+	} else if (rt) {
+		jcc32(o, 0x82, o->miss);                       /* jb miss */
+		tree_emit_node(t, o, r + 1, j);
+	} else {
+		o->w[0] = 0xe9;                                /* jmp miss */
+		put32(o->w + 1, (int64_t)(o->miss - (o->x + 5)));
+		o->w += 5;
+		o->x += 5;
+	}
+}
+
+/*
+ * Optimal search tree over N sorted keys with hit weights W (misses fall
+ * between keys and weigh nothing): cost[i][j] = W(i..j) + min over roots
+ * r of cost[i][r] + cost[r+1][j], with the root between the roots of the
+ * two neighbouring ranges (Knuth), so O(N^2) steps.  ROOT gets the roots.
+ */
+static bool tree_shape(const uint64_t *w, unsigned n, uint16_t *root)
+{
+	size_t dim = (size_t)n + 1;
+	uint64_t *cost = rp_alloc(dim * dim * sizeof(*cost));
+	uint64_t *pre = rp_alloc(dim * sizeof(*pre));
+	if (!cost || !pre) {
+		rp_free(cost);
+		rp_free(pre);
+		return false;
+	}
+	pre[0] = 0;
+	for (unsigned i = 0; i < n; i++)
+		pre[i + 1] = pre[i] + w[i];
+	for (unsigned i = 0; i <= n; i++)
+		cost[i * dim + i] = 0;
+	for (unsigned i = 0; i < n; i++) {
+		cost[i * dim + i + 1] = w[i];
+		root[i * dim + i + 1] = (uint16_t)i;
+	}
+	for (unsigned len = 2; len <= n; len++) {
+		for (unsigned i = 0; i + len <= n; i++) {
+			unsigned j = i + len;
+			unsigned lo = root[i * dim + j - 1], hi = root[(i + 1) * dim + j];
+			uint64_t best = UINT64_MAX;
+			unsigned br = lo;
+			for (unsigned r = lo; r <= hi; r++) {
+				uint64_t c = cost[i * dim + r] + cost[(r + 1) * dim + j];
+				if (c < best) {
+					best = c;
+					br = r;
+				}
+			}
+			cost[i * dim + j] = best + pre[j] - pre[i];
+			root[i * dim + j] = (uint16_t)br;
+		}
+	}
+	rp_free(cost);
+	rp_free(pre);
+	return true;
+}
+
+struct wt { uint64_t target, weight; };
+
+static int by_addr(const void *a, const void *b)
+{
+	const struct wt *x = a, *y = b;
+	return x->target < y->target ? -1 : x->target > y->target;
+}
+
+/* Depth (1 = root) of key K in the tree of [I, J). */
+static unsigned tree_depth(const struct tree *t, unsigned i, unsigned j, unsigned k)
+{
+	unsigned d = 1;
+	for (;;) {
+		unsigned r = troot(t, i, j);
+		if (k == r)
+			return d;
+		if (k < r)
+			j = r;
+		else
+			i = r + 1;
+		d++;
+	}
+}
+
+uint64_t rp_tree_emit(struct rp_module *m, struct rp_site *s, const uint64_t *targets,
+		      const uint64_t *weights, unsigned n, uint64_t *keep, uint8_t *depth,
+		      unsigned *used)
+{
+	*used = 0;
+	if (s->addr - m->base > 0x7fffffffu || n == 0 || n > RP_MAX_TARGETS_LIMIT)
+		return 0;
+	struct wt *v = rp_alloc(n * sizeof(*v));
+	uint16_t *root = rp_alloc(((size_t)n + 1) * (n + 1) * sizeof(*root));
+	uint64_t *key = rp_alloc(n * sizeof(*key)), *w = rp_alloc(n * sizeof(*w));
+	uint64_t entry = 0;
+	if (!v || !root || !key || !w)
+		goto out;
+	for (unsigned i = 0; i < n; i++)
+		v[i] = (struct wt){ targets[i], weights[i] + 1 };
+	rp_sort(v, n, sizeof(*v), by_addr);
+	/* The upper bound of the size, to check reach before choosing targets. */
+	size_t bound = 16 + 19 * (size_t)n + 10 + 8 + 8 * (size_t)n;
+	uint64_t rx;
+	uint8_t *wr = arena_alloc(m, bound, &rx);
+	if (!wr)
+		goto out;
+	entry = rx + 16;
+	if (!reach(s->cell + RP_CELL_JMP + 5, entry) || !reach(entry, m->slow[s->reg])) {
+		entry = 0;
+		goto out;
+	}
+	unsigned k = 0;
+	for (unsigned i = 0; i < n; i++) {
+		if (k && key[k - 1] == v[i].target)
+			continue;
+		if (reach(entry, v[i].target) && reach(entry + bound, v[i].target)) {
+			key[k] = v[i].target;
+			w[k++] = v[i].weight;
+		} else {
+			rp_stats.far_targets++;
+		}
+	}
+	if (!k) {
+		entry = 0;
+		goto out;
+	}
+	struct tree t = { key, root, k };
+	if (!tree_shape(w, k, root)) {
+		entry = 0;
+		goto out;
+	}
+	size_t code = tree_size(&t, 0, k) + 10;
+	size_t slots_off = (code + 7) & ~(size_t)7;
+	struct tree_out o = { wr + 16, entry, entry + code - 10, entry + slots_off, s->reg };
+	tree_emit_node(&t, &o, 0, k);
+	emit_miss(o.w, o.x, m, s);
+	memcpy(wr + 16 + slots_off, key, 8 * (size_t)k);
+	uint32_t magic = TREE_MAGIC;
+	header(wr, (uint16_t)code, (uint16_t)k, s->addr);
+	memcpy(wr, &magic, 4);
+	for (unsigned i = 0; i < k; i++) {
+		keep[i] = key[i];
+		if (depth)
+			depth[i] = (uint8_t)tree_depth(&t, 0, k, i);
+	}
+	*used = k;
+	rp_stats.stubs_emitted++;
+	emitted = true;
+	perf_map(entry, 16 + slots_off + 8 * k - 16, "tree", s->addr);
+out:
+	rp_free(v);
+	rp_free(root);
+	rp_free(key);
+	rp_free(w);
+	return entry;
+}

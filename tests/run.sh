@@ -351,11 +351,12 @@ for cc in $CCS; do
 	DET=(RELPOLINE_EPOCH_MS=0 RELPOLINE_PROMOTE_MIN=16)
 	# Targets that move every few ms and stubs that keep being replaced, by the
 	# worker (BUSY) or by epochs on the program's own threads (BUSY_OFF).  Samples
-	# that span phase changes must not pin a site (MIN_COVERAGE=1): with
+	# that span phase changes must not pin a site (MIN_COVERAGE=1, and STUB=chain:
+	# the cost model would leave such a mix on the fallback): with
 	# RELPOLINE_THREAD=off a program whose sites are all pinned runs no epoch again.
 	MOVING=(RELPOLINE_EPOCH_MS=1 RELPOLINE_PROMOTE_MIN=8 RELPOLINE_RELEARN_MISSES=10
 		RELPOLINE_MAX_TARGETS=2 RELPOLINE_MAX_VERSIONS=1000 RELPOLINE_PIN_EPOCHS=20
-		RELPOLINE_MIN_COVERAGE=1)
+		RELPOLINE_MIN_COVERAGE=1 RELPOLINE_STUB=chain)
 	BUSY=(RELPOLINE_THREAD=on "${MOVING[@]}")
 	BUSY_OFF=(RELPOLINE_THREAD=off "${MOVING[@]}")
 
@@ -428,10 +429,10 @@ for cc in $CCS; do
 	if [ "$SAN" != 1 ]; then
 		run_case "$cc" malloc-own-allocator t_malloc 60 "" RELPOLINE_THREAD=on RELPOLINE_EPOCH_MS=1 \
 			RELPOLINE_PROMOTE_MIN=8 RELPOLINE_RELEARN_MISSES=20 RELPOLINE_MAX_VERSIONS=1000 \
-			RELPOLINE_PIN_EPOCHS=20 RELPOLINE_MIN_COVERAGE=1 --
+			RELPOLINE_PIN_EPOCHS=20 RELPOLINE_MIN_COVERAGE=1 RELPOLINE_STUB=chain --
 		run_case "$cc" malloc-own-allocator-thread-off t_malloc 60 "" RELPOLINE_THREAD=off \
 			RELPOLINE_EPOCH_MS=1 RELPOLINE_PROMOTE_MIN=8 RELPOLINE_RELEARN_MISSES=20 \
-			RELPOLINE_MAX_VERSIONS=1000 RELPOLINE_PIN_EPOCHS=20 RELPOLINE_MIN_COVERAGE=1 -- nothread
+			RELPOLINE_MAX_VERSIONS=1000 RELPOLINE_PIN_EPOCHS=20 RELPOLINE_MIN_COVERAGE=1 RELPOLINE_STUB=chain -- nothread
 	fi
 	run_case "$cc" fds-none-kept t_fds 60 "" "${DET[@]}" RELPOLINE_RELEARN_MISSES=50 -- promote
 	run_case "$cc" fds-none-kept-worker t_fds 60 "" RELPOLINE_THREAD=on RELPOLINE_EPOCH_MS=1 \
@@ -463,7 +464,7 @@ for cc in $CCS; do
 		run_case "$cc" exit-plain-main-thread-$th t_exitplain 120 "" RELPOLINE_THREAD=$th \
 			RELPOLINE_EPOCH_MS=1 RELPOLINE_PROMOTE_MIN=16 RELPOLINE_RELEARN_MISSES=20 \
 			RELPOLINE_MAX_TARGETS=2 RELPOLINE_MAX_VERSIONS=1000 RELPOLINE_PIN_EPOCHS=20 \
-			RELPOLINE_MIN_COVERAGE=1 --
+			RELPOLINE_MIN_COVERAGE=1 RELPOLINE_STUB=chain --
 	done
 	run_case "$cc" partial-link t_partial 60 "" "${DET[@]}" --
 	for th in on off; do

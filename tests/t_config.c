@@ -1,7 +1,7 @@
 /*
  * Configuration.
  *   t_config api        relpoline_config_set/get on EVERY key of the
- *                       configuration table (src/config.c, the 16 keys of
+ *                       configuration table (src/config.c, the 17 keys of
  *                       ABI 3: "thread" and "log" are new, "write" is
  *                       gone): the default
  *                       reads back, valid values (the bounds of each range)
@@ -64,12 +64,13 @@ struct key {
 static struct key keys[] = {
 	{ "mode", "on", { "off", "on" }, { "bogus", "", "1", "onn" }, "off" },
 	{ "fallback", "retpoline", { "indirect", "retpoline" }, { "sideways", "" }, "indirect" },
+	{ "stub", "auto", { "chain", "tree", "auto" }, { "bush", "2", "" }, "tree" },
 	{ "stats", "0", { "1", "json:/tmp/rp-t_config-%p.json", "0" }, { "2", "json:", "yes" },
 	  "json:/dev/null" },
 	{ "epoch_ms", "10", { "60000", "0" }, { "-1", "60001", "abc", "", "12x" }, "7" },
 	{ "promote_min", "256", { "1", "4000000000", "16" },
 	  { "0", "-5", "abc", "", "12x", "4000000001", "99999999999999999999999" }, "17" },
-	{ "max_targets", "16", { "1", "32" }, { "0", "33", "x" }, "3" },
+	{ "max_targets", "256", { "1", "32", "256" }, { "0", "257", "x" }, "3" },
 	{ "min_coverage", "75", { "1", "100" }, { "0", "101", "x" }, "50" },
 	{ "min_share", "5", { "0", "1000" }, { "-1", "1001", "x" }, "9" },
 	{ "relearn_misses", "1000", { "1", "1099511627776" }, { "0", "1099511627777", "x" }, "123" },
