@@ -23,7 +23,7 @@
  *   sweep K uniform|zipf|cyclic   one site with K targets            (case 10)
  *   vmbig    bytecode VM, 113 opcodes, one `goto *` dispatch jump    (case 11)
  *   vmcall   the same VM and program, `call *handler[op]` run loop   (case 11)
- *   many K uniform|zipf|pattern   one site with K <= 256 targets     (cases 12, 13)
+ *   many K uniform|zipf|pattern|markov  one site, K <= 256 targets  (cases 12, 13)
  *   probe    what the runtime accepts (max_targets 256, stub kinds)
  *
  * Environment: MICRO_BATCH (calls per timed batch, default 1000000),
@@ -835,8 +835,13 @@ static long run_many(void *c, long n)
  *   zipf     i.i.d. Zipf(1) (index 0 the most frequent)
  *   pattern  one fixed sequence of at least 4k entries (at least 16), made of
  *            random permutations of 0..k-1, repeated: every target equally
- *            often, in an order that history predicts (an interpreter's
- *            loop, a phase of a program)
+ *            often, in an order that a long history predicts (an
+ *            interpreter's loop, a phase of a program), though a target's
+ *            successor differs from one permutation to the next
+ *   markov   a first-order Markov chain with skewed successors: each target
+ *            is followed by the next of a fixed cycle through all k with
+ *            probability 0.7, else by one of two fixed random targets (0.2,
+ *            0.1), so the previous target predicts the next one
  * The generator restarts from a fixed seed, so every configuration gets the
  * same sequence.
  */
@@ -860,6 +865,29 @@ static int make_seq_many(uint8_t *seq, int k, const char *dist)
 		for (int j = 0; j < SEQ_LEN; j++)
 			seq[j] = tmp[j % len];
 		return len;
+	}
+	if (!strcmp(dist, "markov")) {
+		int cyc[256], succ[256][3];
+		for (int i = 0; i < k; i++)
+			cyc[i] = i;
+		for (int i = k - 1; i > 0; i--) {
+			int j = (int)(xrand() % (uint64_t)(i + 1));
+			int t = cyc[i];
+			cyc[i] = cyc[j];
+			cyc[j] = t;
+		}
+		for (int i = 0; i < k; i++) {
+			succ[cyc[i]][0] = cyc[(i + 1) % k];
+			succ[cyc[i]][1] = (int)(xrand() % (uint64_t)k);
+			succ[cyc[i]][2] = (int)(xrand() % (uint64_t)k);
+		}
+		int cur = 0;
+		for (int j = 0; j < SEQ_LEN; j++) {
+			seq[j] = (uint8_t)cur;
+			uint64_t u = xrand() % 10;
+			cur = succ[cur][u < 7 ? 0 : u < 9 ? 1 : 2];
+		}
+		return 0;
 	}
 	int zipf = !strcmp(dist, "zipf");
 	if (!zipf && strcmp(dist, "uniform"))
@@ -1128,7 +1156,7 @@ int main(int argc, char **argv)
 		vw[i] = all_w[i];
 	if (argc < 2) {
 		fprintf(stderr, "usage: %s mono|two|zipf16|uni64|vm|vmbig|vmcall|promote|memory|probe|"
-			"sweep K uniform|zipf|cyclic|many K uniform|zipf|pattern\n", argv[0]);
+			"sweep K uniform|zipf|cyclic|many K uniform|zipf|pattern|markov\n", argv[0]);
 		return 2;
 	}
 	printf("INFO config=%s case=%s\n", MICRO_CONFIG, argv[1]);
