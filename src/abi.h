@@ -63,25 +63,28 @@ struct rp_frame {
 
 /*
  * One sample bucket.  Only the owning thread writes; the worker reads.
- * NEXT and the PRED bits of META measure how predictable the site's
- * target sequence is (learning samples only): NEXT is the target that
- * followed this one last time at the same site on this thread, and PRED
- * counts the times the following target was NEXT again.  A site whose
- * targets follow each other in patterns has PRED close to COUNT; one whose
- * targets come i.i.d. from K has about COUNT/K.  The policy uses it to
- * choose between a compare tree and the retpoline (policy.c).
+ * NEXT, CONF and PRED measure how predictable the site's target sequence
+ * is (learning samples only), with a first-order predictor like a
+ * branch predictor's: NEXT is the successor this target predicts, CONF a
+ * 2-bit confidence (NEXT is replaced only when it has dropped to 0), and
+ * PRED counts the successors NEXT predicted right.  A site whose targets
+ * follow each other in patterns has PRED close to COUNT; one whose
+ * targets come i.i.d. from K has about COUNT/K.  The policy prices a
+ * compare tree's mispredictions with it (policy.c).
  */
 struct rp_sample {
 	uint64_t site;     /* 0 = empty */
 	uint64_t target;
 	uint64_t next;
 	uint32_t count;
-	uint32_t meta;     /* RP_META_* in the low 9 bits, PRED above (saturating) */
+	uint32_t meta;     /* RP_META_* in the low 9 bits, CONF in 2, PRED above (saturating) */
 };
 #define RP_META_REG(m)    ((m) & 0xff)
 #define RP_META_MISS      0x100   /* taken on a stub's miss path */
 #define RP_META_KEY       0x1ff   /* the part of meta that belongs to the bucket's key */
-#define RP_META_PRED_SHIFT 9
+#define RP_META_CONF_SHIFT 9
+#define RP_META_CONF(m)   (((m) >> RP_META_CONF_SHIFT) & 3)
+#define RP_META_PRED_SHIFT 11
 #define RP_META_PRED(m)   ((m) >> RP_META_PRED_SHIFT)
 #define RP_META_PRED_MAX  (0xffffffffu >> RP_META_PRED_SHIFT)
 

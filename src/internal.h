@@ -118,7 +118,7 @@ struct rp_site {
 	uint32_t ntargets, tcap;
 	uint64_t *targets;          /* the targets the current stub compares (the cell's first) */
 	double *rates;              /* their calls per ms when the stub was made */
-	double sigma;               /* how much the target sequence has beyond i.i.d. (0..1), learned */
+	double unpred;              /* share of an i.i.d. stream's mispredictions its stream has (policy.c) */
 	uint32_t epochs;            /* in the current state */
 	uint32_t wepochs;           /* epochs in the current sample window */
 	uint64_t since_ns;          /* start of the current sample window */

@@ -12,7 +12,7 @@
  * The cost model (docs/design.md, "Choosing a stub") prices a call through
  * the fallback, through the best chain and through a tree, from the
  * window's target shares and from how predictable the target sequence is
- * (sigma, measured by the recorder: abi.h).  Its constants come from
+ * (the recorder's first-order predictor: abi.h).  Its constants come from
  * `make bench-micro`.  A site stays promoted while its misses are a small
  * share of its calls, however many targets they are spread over: a wide
  * mix gets a tree, not the fallback.  Every site's state maps to one place
@@ -36,11 +36,11 @@
 #define C_RET   7.5
 #define C_MISS  16.0
 #define C_CMP   0.35
-#define C_LEVEL 0.5
+#define C_LEVEL 0.3
 #define C_TREE  0.4
-#define C_MP    5.5
+#define C_MP    4.0
 /* A stub must beat the fallback by this factor: the model is rough, and a loss is a loss. */
-#define MARGIN  0.85
+#define MARGIN  0.9
 /* A promoted site's window is judged once its misses exceed this share of its calls. */
 #define MISS_FRAC 0.05
 /* A promoted site's window ends after this many epochs without enough misses. */
@@ -181,33 +181,32 @@ struct mix {
 	double *rate;    /* calls per ms */
 	double *p;
 	unsigned n;
-	double q;
-	double sigma;
+	double unpred;      /* share of an i.i.d. stream's mispredicted calls this one has (predictability()) */
+	double unforeseen;  /* the same, as the factor that scales mispredictions */
 };
 
 /*
- * Mispredictions of an i.i.d. stream are scaled by 1 - sigma: sigma is 0
- * when the recorder saw targets follow each other no more often than
- * chance (sum of p^2), 1 when each target always had the same successor.
+ * The recorder runs a first-order predictor over each site's targets
+ * (abi.h): ACC is the share of calls whose target it predicted from the
+ * previous one; a branch predictor with global history does at least as
+ * well.  On an i.i.d. stream the best any predictor does is the most
+ * frequent target, P[0].  UNFORESEEN is the share of an i.i.d. stream's
+ * mispredicted calls this stream has (0..1), and 1 - ACC the share of
+ * calls no predictor foresaw.
  */
-static double sigma_of(const struct rp_site *s, const double *p, unsigned n)
+static void predictability(const struct rp_site *s, struct mix *x)
 {
-	if (!s->acc_total)
-		return 0;
-	double iid = 0;
-	for (unsigned i = 0; i < n; i++)
-		iid += p[i] * p[i];
-	if (iid > 0.999)
-		return 1;
-	double rho = (double)s->acc_pred / (double)s->acc_total;
-	double sg = (rho - iid) / (1 - iid);
-	return sg < 0 ? 0 : sg > 1 ? 1 : sg;
+	double acc = s->acc_total ? (double)s->acc_pred / (double)s->acc_total : 0;
+	double u = x->p[0] > 0.999 ? 0 : (1 - acc) / (1 - x->p[0]);
+	x->unpred = u < 0 ? 0 : u > 1 ? 1 : u;
+	x->unforeseen = x->unpred;
 }
 
 /*
  * A chain of the first K targets: target i costs i+1 compares; a miss
- * costs them all and the miss path.  Each je is predicted in its likelier
- * direction: reached with the remaining share R, taken with p/R.
+ * costs them all and the miss path.  On an i.i.d. stream each je is
+ * predicted in its likelier direction: reached with the remaining share
+ * R, taken with p/R.
  */
 static double cost_chain(const struct mix *x, unsigned k)
 {
@@ -221,13 +220,16 @@ static double cost_chain(const struct mix *x, unsigned k)
 	}
 	double miss = 1 - hit;
 	c += miss * (C_CMP * k + C_MISS);
-	return c + (1 - x->sigma) * mp * C_MP;
+	return c + x->unforeseen * mp * C_MP;
 }
 
 /*
  * The cell's compare (first target), then a tree over the others: an
- * optimal search tree's depth is about the entropy of its mix plus one,
- * and on an i.i.d. stream about every other level mispredicts.
+ * optimal search tree's depth is about the entropy H of its mix plus one.
+ * A call the predictor could not foresee (x->miss_calls of them) costs
+ * about H/2 mispredictions on an i.i.d. stream, where every level is a
+ * coin toss, but about one on a patterned stream, where the path leaves
+ * the predicted one once and the history then knows the rest of it.
  */
 static double cost_tree(const struct mix *x, unsigned k)
 {
@@ -240,8 +242,9 @@ static double cost_tree(const struct mix *x, unsigned k)
 	double miss = 1 - p0 - rest;
 	double depth = h + 1;
 	double c = p0 * C_CMP + (1 - p0) * (C_CMP + C_TREE + C_LEVEL * depth) + miss * C_MISS;
-	double mp = (p0 < 1 - p0 ? p0 : 1 - p0) + (1 - p0) * 0.5 * h;
-	return c + (1 - x->sigma) * mp * C_MP;
+	double per = h / 2 > 1 ? 1 + (h / 2 - 1) * x->unpred : h / 2;
+	double mp = x->unforeseen * ((p0 < 1 - p0 ? p0 : 1 - p0) + (1 - p0) * per);
+	return c + mp * C_MP;
 }
 
 /* What to make for mix X: *KIND (chain or tree) over the first *K targets; false: the fallback. */
@@ -410,8 +413,8 @@ static void decide(struct rp_site *s, struct mix *x, const char *what)
 	}
 	if (!choose(x, &kind, &k, &cost)) {
 		rp_debug("site %#lx: %s: %u targets, a stub would cost %.1f ns, the fallback %.1f "
-			 "(sigma %.2f): left on the fallback", (unsigned long)s->addr, what, x->n, cost,
-			 C_RET, x->sigma);
+			 "(unpredicted %.2f): left on the fallback", (unsigned long)s->addr, what, x->n, cost,
+			 C_RET, x->unpred);
 		to_pinned(s, RP_WHY_COST);
 		return;
 	}
@@ -448,9 +451,9 @@ static void decide(struct rp_site *s, struct mix *x, const char *what)
 		to_pinned(s, RP_WHY_COVERAGE);
 		return;
 	}
-	rp_debug("site %#lx: %s: %s with %u targets (%.0f%% of the window, sigma %.2f, %.1f ns "
+	rp_debug("site %#lx: %s: %s with %u targets (%.0f%% of the window, unpredicted %.2f, %.1f ns "
 		 "modelled)", (unsigned long)s->addr, what, s->skind == RP_STUB_TREE ? "tree" : "chain",
-		 s->ntargets, cov * 100, x->sigma, cost);
+		 s->ntargets, cov * 100, x->unpred, cost);
 	acc_reset(s);
 	s->epochs = 0;
 }
@@ -473,7 +476,8 @@ static void decide_learning(struct rp_site *s)
 		x.rate[i] = (double)s->acc[i].count / ms;
 	}
 	x.n = s->nacc;
-	x.sigma = s->sigma = sigma_of(s, x.p, x.n);
+	predictability(s, &x);
+	s->unpred = x.unpred;
 	decide(s, &x, "learned");
 	mix_free(&x);
 }
@@ -553,7 +557,7 @@ static void decide_promoted(struct rp_site *s)
 		total += x.rate[i];
 	for (unsigned i = 0; i < x.n; i++)
 		x.p[i] = total > 0 ? x.rate[i] / total : 0;
-	x.sigma = s->sigma;
+	x.unpred = x.unforeseen = s->unpred;
 	if (s->versions < (uint32_t)rp_cfg.max_versions)
 		rp_stats.relearns++;
 	decide(s, &x, "misses");

@@ -122,21 +122,26 @@ int __relpoline_record(struct rp_frame *f, unsigned idx)
 	}
 	if (!(meta & RP_META_MISS)) {
 		/*
-		 * Predictability: did this target follow the site's previous one
-		 * as it did last time?  The previous bucket may have been cleared
-		 * or reused since (a new generation): its key is checked first.
+		 * Predictability: did the previous target of this site predict
+		 * this one (abi.h)?  The previous bucket may have been cleared or
+		 * reused since (a new generation): its key is checked first.
 		 */
 		struct rp_last *l = &t->last[(unsigned)((site * 0x9e3779b97f4a7c15ull) >> 58) & (RP_LAST_SIZE - 1)];
 		if (l->site == site) {
 			struct rp_sample *p = &t->e[l->idx];
 			if (__atomic_load_n(&p->site, __ATOMIC_RELAXED) == site && p->target == l->target) {
+				uint32_t m = p->meta, conf = RP_META_CONF(m);
 				if (p->next == target) {
-					if (RP_META_PRED(p->meta) < RP_META_PRED_MAX)
-						__atomic_store_n(&p->meta, p->meta + (1u << RP_META_PRED_SHIFT),
-								 __ATOMIC_RELAXED);
+					if (RP_META_PRED(m) < RP_META_PRED_MAX)
+						m += 1u << RP_META_PRED_SHIFT;
+					if (conf < 3)
+						m += 1u << RP_META_CONF_SHIFT;
+				} else if (conf) {
+					m -= 1u << RP_META_CONF_SHIFT;
 				} else {
 					p->next = target;
 				}
+				__atomic_store_n(&p->meta, m, __ATOMIC_RELAXED);
 			}
 		}
 		l->site = site;

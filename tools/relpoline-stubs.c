@@ -4,15 +4,19 @@
  * Finds the read+execute views of relpoline arenas in /proc/PID/maps
  * (memfd "relpoline-arena", or any executable mapping that starts with the
  * arena signature), skips the block of per-site cells ("RPLC" header, u32
- * sites, 48 bytes each), walks the "RPLS" headers (u16 code bytes, u16
+ * sites, 48 bytes each, then their 8-byte slots), walks the stub headers
+ * ("RPLS" for a chain, "RPLT" for a compare tree; u16 code bytes, u16
  * targets, u64 site) and disassembles each stub with Capstone.  A stub
  * with no target is the miss path alone: its site's cell compares the one
  * hot target itself.  --check exits 1 unless every stub decodes as the
- * expected shape: (cmp reg, [rip+d]; je rel32)* push imm32; jmp rel32.
+ * expected shape: a chain is (cmp reg, [rip+d]; je rel32)* push imm32;
+ * jmp rel32; a tree is nodes of cmp reg, [rip+d]; je rel32 followed by
+ * jb/ja/jmp, one je per target, ending in the same push; jmp.
  */
 #include <capstone/capstone.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,6 +43,34 @@ static int check_stub(csh cs, const uint8_t *code, size_t len, uint64_t at, int 
 	if (n)
 		cs_free(insn, n);
 	return ok ? pairs : -1;
+}
+
+/* A tree: every cmp reads a RIP slot and is followed by its je; only tree branches otherwise. */
+static int check_tree(csh cs, const uint8_t *code, size_t len, uint64_t at, int print)
+{
+	cs_insn *insn;
+	size_t n = cs_disasm(cs, code, len, at, 0, &insn);
+	int ok = n >= 3, nodes = 0;
+	size_t i = 0;
+	for (; i + 2 < n; i++) {
+		const char *m = insn[i].mnemonic;
+		if (!strcmp(m, "cmp")) {
+			if (strcmp(insn[i + 1].mnemonic, "je") || !strstr(insn[i].op_str, "[rip"))
+				ok = 0;
+			nodes++;
+			i++;
+		} else if (strcmp(m, "jb") && strcmp(m, "ja") && strcmp(m, "jmp")) {
+			ok = 0;
+		}
+	}
+	if (i + 2 != n || strcmp(insn[i].mnemonic, "push") || strcmp(insn[i + 1].mnemonic, "jmp"))
+		ok = 0;
+	if (print)
+		for (size_t j = 0; j < n; j++)
+			printf("    %" PRIx64 ":  %-6s %s\n", insn[j].address, insn[j].mnemonic, insn[j].op_str);
+	if (n)
+		cs_free(insn, n);
+	return ok ? nodes : -1;
 }
 
 int main(int argc, char **argv)
@@ -87,10 +119,11 @@ int main(int argc, char **argv)
 				uint32_t ncells;
 				memcpy(&ncells, buf + off + 4, 4);
 				printf("  cells %" PRIx64 ": %u sites\n", lo + off + 16, ncells);
-				off += (16 + 48 * (size_t)ncells + 15) / 16 * 16 - 16;
+				off += (16 + 56 * (size_t)ncells + 15) / 16 * 16 - 16;
 				continue;
 			}
-			if (m != 0x534c5052u)
+			bool tree = m == 0x544c5052u;   /* "RPLT" */
+			if (m != 0x534c5052u && !tree)
 				continue;
 			uint16_t code, ntargets;
 			memcpy(&code, buf + off + 4, 2);
@@ -99,9 +132,10 @@ int main(int argc, char **argv)
 			sz = ((code + 7u) & ~7u) + 8u * ntargets;
 			if (code == 0 || off + 16 + sz > size)
 				continue;
-			printf("  stub %" PRIx64 " for site %" PRIx64 " (%u targets%s)\n",
+			printf("  %s %" PRIx64 " for site %" PRIx64 " (%u targets%s)\n", tree ? "tree" : "stub",
 			       lo + off + 16, site, ntargets, ntargets ? "" : ": the cell compares the hot one");
-			int r = check_stub(cs, buf + off + 16, code, lo + off + 16, !check);
+			int r = tree ? check_tree(cs, buf + off + 16, code, lo + off + 16, !check)
+				     : check_stub(cs, buf + off + 16, code, lo + off + 16, !check);
 			if (r != ntargets)
 				bad++;
 			stubs++;
