@@ -1,4 +1,4 @@
-# Micro-benchmarks: `make bench-micro` (about 1-2 minutes) or
+# Micro-benchmarks: `make bench-micro` (about 2-2.5 minutes) or
 # `make bench-micro QUICK=1` (under a minute).  Included by the top Makefile.
 # The same source, bench/micro/micro.c, is built three ways and the driver
 # bench/micro/run.py runs the builds interleaved and reports medians; see
@@ -20,6 +20,13 @@ else
 MICRO_ARGS ?= --rounds 15 --sweep-rounds 5 --startup-runs 201
 endif
 
+# $(call micro_count,FUNCTION,PATTERN,N): the objdump of $@ must show N
+# instructions matching PATTERN in FUNCTION (one dispatch jump per VM).
+define micro_count
+	@n=$$(objdump -d --no-show-raw-insn $@ | awk '/<$(1)>:/,/^$$/' | grep -c '$(2)'); \
+	  [ "$$n" = $(3) ] || { echo "$(notdir $@): $(1) has $$n of '$(2)', want $(3)" >&2; exit 1; }
+endef
+
 MICRO_BINS := $(MICRO_B)/micro-plain $(MICRO_B)/micro-retpoline $(MICRO_B)/micro-relpoline \
               $(MICRO_B)/startup $(MICRO_B)/sites10k-plain $(MICRO_B)/sites10k-relpoline \
               $(MICRO_B)/sites10k-epoch $(MICRO_B)/empty-plain $(MICRO_B)/empty-relpoline
@@ -33,18 +40,24 @@ bench-micro-build: $(MICRO_BINS)
 $(MICRO_B)/micro-plain: $(MICRO_SRC)
 	@mkdir -p $(dir $@)
 	$(MICRO_CC) $(MICRO_CFLAGS) -DMICRO_CONFIG='"plain"' $< -o $@
+	$(call micro_count,vb_run,jmp  *\*,1)
+	$(call micro_count,vbc_run,call  *\*,1)
 
 $(MICRO_B)/micro-retpoline: $(MICRO_SRC)
 	@mkdir -p $(dir $@)
 	$(MICRO_CC) $(MICRO_CFLAGS) $(MICRO_RETPOLINE_FLAGS) -DMICRO_CONFIG='"retpoline"' $< -o $@
 	@n=$$(objdump -d --no-show-raw-insn $@ | awk '/<vm_run>:/,/^$$/' | grep -c 'jmp.*__x86_indirect_thunk'); \
 	  [ "$$n" = 1 ] || { echo "micro-retpoline: vm_run has $$n dispatch jumps, want 1" >&2; exit 1; }
+	$(call micro_count,vb_run,jmp.*__x86_indirect_thunk,1)
+	$(call micro_count,vbc_run,call.*__x86_indirect_thunk,1)
 
 $(MICRO_B)/micro-relpoline: $(MICRO_SRC) $(MICRO_RT)
 	@mkdir -p $(dir $@)
 	RELPOLINE_CC=$(MICRO_CC) $(B)/bin/relpoline-cc $(MICRO_CFLAGS) -DMICRO_RELPOLINE -DMICRO_CONFIG='"relpoline"' $< -o $@
 	@n=$$(objdump -d --no-show-raw-insn $@ | awk '/<vm_run>:/,/^$$/' | grep -c 'jmp.*__x86_indirect_thunk'); \
 	  [ "$$n" = 1 ] || { echo "micro-relpoline: vm_run has $$n dispatch jumps, want 1" >&2; exit 1; }
+	$(call micro_count,vb_run,jmp.*__x86_indirect_thunk,1)
+	$(call micro_count,vbc_run,call.*__x86_indirect_thunk,1)
 
 $(MICRO_B)/startup: bench/micro/startup.c
 	@mkdir -p $(dir $@)
