@@ -97,7 +97,7 @@ struct rp_last {
 };
 #define RP_LAST_SIZE 64
 /* Second-order predictor entries: a 30-bit hash of the predicted target << 2 | 2-bit confidence. */
-#define RP_CTX_SIZE 1024
+#define RP_CTX_SIZE 2048
 
 /*
  * Per-thread sample table.  Allocated by the thread itself on its first

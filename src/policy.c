@@ -24,21 +24,23 @@
 #include "internal.h"
 
 /*
- * Cost model constants, ns per call (docs/design.md has the rows of
- * `make bench-micro` they come from).
+ * Cost model constants, ns per call beyond a direct call, fitted by
+ * `make bench-micro` (its cost_model section; docs/design.md):
  *   C_RET    a call through the retpoline (the fallback)
- *   C_MISS   a stub miss: the recorder, then the retpoline
- *   C_CMP    one more compare in a chain
- *   C_LEVEL  one more level of a tree
+ *   C_MISS   a stub miss: the recorder, then the retpoline (the learning
+ *            path costs 1.7 times the retpoline)
+ *   C_CMP    one more compare in a chain, on a predictable stream
+ *   C_LEVEL  one more level of a tree, on a predictable stream
  *   C_TREE   entering a tree (the jump from the cell)
- *   C_MP     one mispredicted branch
+ *   C_MP     one mispredicted branch: twice the extra cost per tree level
+ *            on an i.i.d. stream, where half the levels mispredict
  */
-#define C_RET   7.5
+#define C_RET   9.5
 #define C_MISS  16.0
-#define C_CMP   0.35
-#define C_LEVEL 0.3
-#define C_TREE  0.4
-#define C_MP    4.0
+#define C_CMP   0.16
+#define C_LEVEL 0.34
+#define C_TREE  0.2
+#define C_MP    11.0
 /* A stub must beat the fallback by this factor: the model is rough, and a loss is a loss. */
 #define MARGIN  0.9
 /* A promoted site's window is judged once its misses exceed this share of its calls. */
@@ -229,7 +231,9 @@ static double cost_chain(const struct mix *x, unsigned k)
  * A call the predictor could not foresee (x->miss_calls of them) costs
  * about H/2 mispredictions on an i.i.d. stream, where every level is a
  * coin toss, but about one on a patterned stream, where the path leaves
- * the predicted one once and the history then knows the rest of it.
+ * the predicted one once and the history then knows the rest of it.  In
+ * between, u^2 weights the i.i.d. end: the unforeseen calls of a
+ * patterned stream mostly go to a second likely successor.
  */
 static double cost_tree(const struct mix *x, unsigned k)
 {
@@ -242,7 +246,7 @@ static double cost_tree(const struct mix *x, unsigned k)
 	double miss = 1 - p0 - rest;
 	double depth = h + 1;
 	double c = p0 * C_CMP + (1 - p0) * (C_CMP + C_TREE + C_LEVEL * depth) + miss * C_MISS;
-	double per = h / 2 > 1 ? 1 + (h / 2 - 1) * x->unpred : h / 2;
+	double per = h / 2 > 1 ? 1 + (h / 2 - 1) * x->unpred * x->unpred : h / 2;
 	double mp = x->unforeseen * ((p0 < 1 - p0 ? p0 : 1 - p0) + (1 - p0) * per);
 	return c + mp * C_MP;
 }
