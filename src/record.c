@@ -79,8 +79,19 @@ static uint32_t h30(uint64_t x) { return (uint32_t)((x * 0x9e3779b97f4a7c15ull) 
  */
 static void predict(struct rp_ttab *t, struct rp_sample *e, unsigned i, uint64_t site, uint64_t target)
 {
-	struct rp_last *l = &t->last[(unsigned)((site * 0x9e3779b97f4a7c15ull) >> 58) & (RP_LAST_SIZE - 1)];
-	(void)e;
+	struct rp_last *l = &t->last[(unsigned)(site ^ (site >> 6)) & (RP_LAST_SIZE - 1)];
+	if (l->site == site && l->target == target) {
+		/*
+		 * A repeat: any predictor with history foresees it.  The common
+		 * case of a site with one hot target, so it costs no more than this.
+		 */
+		uint32_t m = e->meta;
+		if (RP_META_PRED(m) < RP_META_PRED_MAX)
+			__atomic_store_n(&e->meta, m + (1u << RP_META_PRED_SHIFT), __ATOMIC_RELAXED);
+		l->prev = target;
+		l->idx = i;
+		return;
+	}
 	if (l->site == site) {
 		struct rp_sample *p = &t->e[l->idx];
 		if (__atomic_load_n(&p->site, __ATOMIC_RELAXED) == site && p->target == l->target) {
