@@ -14,6 +14,7 @@
 #   SAN=1                  sanitizer build of the tests (build/tests-san/<cc>)
 #   STRESS_CALLS=N         total calls of the stress test (default 3e8; 1e8 with SAN=1)
 #   STRESS_THREADS=N       stress threads (default 8)
+#   TREESTRESS_CALLS=N     calls of each tree stress case (default 1e8)
 #   TEST_TIMEOUT_SCALE=N   multiply every timeout by N
 #   PATTERN                only cases whose "<cc>/<case>" matches a glob
 # Logs: build/tests/<cc>/logs/<case>.{out,err} (and build.log).
@@ -42,6 +43,7 @@ if [ "$SAN" = 1 ]; then
 	: "${STRESS_CALLS:=100000000}"
 	export STRESS_CALLS
 fi
+TREESTRESS_CALLS=${TREESTRESS_CALLS:-100000000}
 
 npass=0
 nfail=0
@@ -244,6 +246,11 @@ stress_report() {
 	grep -E 'stopped|time limit' "$1.err" | sed 's/^/    info: /'
 	return 0
 }
+tree_report() {
+	grep -E '^(treestress:|promotion of)' "$1.out" | sed 's/^/    info: /'
+	grep -E 'time limit' "$1.err" | sed 's/^/    info: /'
+	return 0
+}
 
 # objdump: the site kinds the tests rely on really are in the binaries.
 objdump_kinds() {
@@ -306,6 +313,9 @@ for cc in $CCS; do
 	buildxx "$cc" t_cxx "$OUT/t_cxx" "$T/t_cxx.cc"
 	build "$cc" t_degrade "$OUT/t_degrade" "$T/t_degrade.c"
 	build "$cc" t_forkarena "$OUT/t_forkarena" "$T/t_forkarena.c"
+	# Tree stubs: the register fixture with many targets; Capstone checks the trees' structure.
+	build "$cc" t_tree "$OUT/t_tree" "$T/t_tree.c" "$T/regs.S" "$T/tree_targets.S" -lcapstone
+	build "$cc" t_treestress "$OUT/t_treestress" "$T/t_treestress.c" -pthread
 	if [ "$SAN" != 1 ]; then # -static (librelpoline.a); the sanitizers cannot link statically
 		build "$cc" t_regs_static "$OUT/t_regs_static" -static "$T/t_regs.c" "$T/regs.S"
 		build "$cc" t_stress_static "$OUT/t_stress_static" -static "$T/t_stress.c" -pthread
@@ -465,6 +475,26 @@ for cc in $CCS; do
 			RELPOLINE_EPOCH_MS=1 RELPOLINE_PROMOTE_MIN=16 RELPOLINE_RELEARN_MISSES=20 \
 			RELPOLINE_MAX_TARGETS=2 RELPOLINE_MAX_VERSIONS=1000 RELPOLINE_PIN_EPOCHS=20 \
 			RELPOLINE_MIN_COVERAGE=1 RELPOLINE_STUB=chain --
+	done
+	# Tree stubs (RELPOLINE_STUB=tree forces them; auto lets the cost model choose).
+	TREE_DET=(RELPOLINE_EPOCH_MS=0 RELPOLINE_PROMOTE_MIN=16 RELPOLINE_STUB=tree
+		RELPOLINE_RELEARN_MISSES=1000000)
+	run_case "$cc" tree-regs t_tree 60 no_warning "${TREE_DET[@]}" --
+	run_case "$cc" tree-regs-fallback-indirect t_tree 60 "" "${TREE_DET[@]}" RELPOLINE_FALLBACK=indirect --
+	run_case "$cc" tree-regs-ymm t_tree 60 "" "${TREE_DET[@]}" RP_TEST_VLEVEL=1 --
+	run_case "$cc" tree-policy-narrow-wide t_tree 60 "" RELPOLINE_EPOCH_MS=0 RELPOLINE_PROMOTE_MIN=256 \
+		RELPOLINE_STUB=auto RELPOLINE_RELEARN_MISSES=100 -- policy
+	for th in off on; do
+		run_case "$cc" tree-promotion-latency-thread-$th t_tree 60 tree_report RELPOLINE_STUB=auto \
+			RELPOLINE_THREAD=$th -- latency
+	done
+	for stub in tree auto; do
+		for th in on off; do
+			run_case "$cc" treestress-$stub-thread-$th t_treestress 60 tree_report RELPOLINE_EPOCH_MS=1 \
+				RELPOLINE_PROMOTE_MIN=8 RELPOLINE_RELEARN_MISSES=16 RELPOLINE_MAX_VERSIONS=1000 \
+				RELPOLINE_STUB=$stub RELPOLINE_THREAD=$th RELPOLINE_ARENA_KB=65536 \
+				TS_CALLS="$TREESTRESS_CALLS" TS_SECONDS=$((40 * SCALE)) --
+		done
 	done
 	run_case "$cc" partial-link t_partial 60 "" "${DET[@]}" --
 	for th in on off; do

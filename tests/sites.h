@@ -24,6 +24,8 @@
  *                                 (docs/design.md, "Stubs and arenas").
  *   ts_stub_header_for(dest, site) the same without the arena check (which
  *                                 reads /proc/self/maps): for sampling loops.
+ *   ts_stub_kind(dest, site, &code, &n)  'c' if DEST starts a chain stub of
+ *                                 SITE, 't' a tree stub ("RPLT" header), else 0.
  *   ts_in_arena(addr)             ADDR lies in a stub arena mapping.
  *   ts_thunk_index(p)             0..14 if P is one of this module's thunks
  *                                 (__x86_indirect_thunk_<reg>, hidden symbols
@@ -360,6 +362,37 @@ static __attribute__((unused)) int ts_stub_header_for(const void *dest, const vo
 static __attribute__((unused)) int ts_is_stub_for(const void *dest, const void *site)
 {
 	return ts_stub_header_for(dest, site) && ts_in_arena(dest);
+}
+
+/*
+ * The kind of stub DEST starts for SITE, from the header 16 bytes before
+ * it (src/stub.c): 'c' a compare chain ("RPLS", as ts_stub_header_for),
+ * 't' a compare tree ("RPLT" naming SITE, starting with cmp r64, m64),
+ * 0 neither.  *CODE and *TARGETS (if not NULL) get the header's code
+ * bytes and target count.  Fault-safe, no arena check.
+ */
+static __attribute__((unused)) int ts_stub_kind(const void *dest, const void *site, unsigned *code,
+						 unsigned *targets)
+{
+	unsigned char h[18];
+	if (!dest || ts_read((const char *)dest - 16, h, 18) < 0)
+		return 0;
+	uint64_t named;
+	uint16_t c, t;
+	memcpy(&c, h + 4, 2);
+	memcpy(&t, h + 6, 2);
+	memcpy(&named, h + 8, 8);
+	if (named != (uint64_t)(uintptr_t)site)
+		return 0;
+	if (code)
+		*code = c;
+	if (targets)
+		*targets = t;
+	if (ts_stub_header_for(dest, site))
+		return 'c';
+	if (memcmp(h, "RPLT", 4) == 0 && (h[16] & 0xfb) == 0x48 && h[17] == 0x3b)
+		return 't';
+	return 0;
 }
 
 #endif
