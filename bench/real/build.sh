@@ -1,7 +1,7 @@
 #!/bin/bash
 # Build one benchmark program in one configuration, out of tree, cached.
 #   bench/real/build.sh PROG CONFIG
-# PROG:   redis | nginx | sqlite | phase
+# PROG:   redis | nginx | sqlite | phase | leveldb
 # CONFIG: plain | retpoline | relpoline | relpoline-jt | pgo-gen | pgo-retpoline
 #   (relpoline-indirect uses the relpoline build; pgo-retpoline needs the
 #    pgo-gen build to have been trained first: see run.py, which drives it)
@@ -48,6 +48,7 @@ key() {
 		echo "$prog $cfg $CC $CF $LF"
 		"${CC}" --version 2>/dev/null | head -1
 		echo "recipe $RECIPE"
+		if [ $prog = leveldb ]; then echo "leveldb recipe 1"; fi
 		cat "$SRC/versions.txt" 2>/dev/null
 		if [ $cfg = relpoline ] || [ $cfg = relpoline-jt ]; then sha1sum "$ROOT/build/bin/relpoline-cc" "$ROOT/build/lib/relpoline-module.o" 2>/dev/null || true; fi
 		if [ $prog = phase ]; then sha1sum "$HERE/phase/phase.c"; fi
@@ -57,6 +58,7 @@ key() {
 K=$(key)
 if [ "${3:-}" = --key ]; then echo "$K"; exit 0; fi
 case $prog in
+leveldb) BIN=$D/build/db_bench ;;
 redis)  BIN=$D/src/redis-server ;;
 nginx)  BIN=$D/objs/nginx ;;
 sqlite) BIN=$D/speedtest1 ;;
@@ -78,6 +80,21 @@ run() {
 }
 
 case $prog in
+leveldb)
+	# C++ and CMake: the C++ driver of the same configuration (relpoline-c++
+	# beside relpoline-cc), a static libleveldb so that db_bench holds every
+	# call site, and the optional libraries switched off so that the result
+	# does not depend on what else is installed (no snappy: values are stored
+	# as they are; no tcmalloc, crc32c, sqlite3 or kyotocabinet benchmarks),
+	# -DNDEBUG as in a release build.
+	CXX=g++; case $CC in */relpoline-cc) CXX=${CC%-cc}-c++ ;; esac
+	rm -rf "$D/build"; mkdir -p "$D/build"; cd "$D/build"
+	run cmake "$SRC/leveldb" -DCMAKE_BUILD_TYPE= -DCMAKE_C_COMPILER="$CC" -DCMAKE_CXX_COMPILER="$CXX" \
+		-DCMAKE_C_FLAGS="$CF -DNDEBUG" -DCMAKE_CXX_FLAGS="$CF -DNDEBUG" -DCMAKE_EXE_LINKER_FLAGS="$LF" \
+		-DBUILD_SHARED_LIBS=OFF -DLEVELDB_BUILD_TESTS=OFF -DLEVELDB_BUILD_BENCHMARKS=ON -DLEVELDB_INSTALL=OFF \
+		-DHAVE_SNAPPY=OFF -DHAVE_TCMALLOC=OFF -DHAVE_CRC32C=OFF -DHAVE_SQLITE3=OFF -DHAVE_KYOTOCABINET=OFF
+	run make -C "$D/build" -j"$JOBS" db_bench VERBOSE=1
+	;;
 redis)
 	if [ ! -f "$D/.copied" ]; then cp -a "$SRC/redis/." "$D/"; rm -rf "$D/debian"; touch "$D/.copied"; fi
 	# distclean also rebuilds deps (lua, hiredis, ...) with the same flags

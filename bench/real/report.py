@@ -14,9 +14,9 @@ import subprocess
 import sys
 import tempfile
 
-CONFIGS = ["plain", "retpoline", "relpoline", "pgo-retpoline", "relpoline-indirect"]
+CONFIGS = ["plain", "retpoline", "relpoline", "pgo-retpoline", "relpoline-indirect", "relpoline-jt"]
 COLORS = {"plain": "#4c72b0", "retpoline": "#c44e52", "relpoline": "#55a868",
-          "pgo-retpoline": "#8172b2", "relpoline-indirect": "#ccb974"}
+          "pgo-retpoline": "#8172b2", "relpoline-indirect": "#ccb974", "relpoline-jt": "#64b5cd"}
 
 
 def fmt(v):
@@ -408,6 +408,29 @@ def targets_section(res):
     return L
 
 
+def jump_table_section(res):
+    """relpoline (switches as compare trees) against relpoline-jt (gcc's jump
+    tables kept, their jumps relpoline sites), where both were measured."""
+    rows = []
+    for p in res["programs"]:
+        rl, jt = _e(p, "relpoline"), _e(p, "relpoline-jt")
+        if not (rl and jt):
+            continue
+        r = jt["median"] / rl["median"] if p["higher_is_better"] else rl["median"] / jt["median"]
+        rows.append("| %s | %s | %s | %s | %.3f× | %s |"
+                    % (p["name"], p["metric"] + (" ↑" if p["higher_is_better"] else " ↓"), cell(rl), cell(jt), r,
+                       "overlap" if _overlap(rl, jt) else "do not overlap"))
+    if not rows:
+        return []
+    return ["## Jump tables: relpoline vs relpoline-jt", "",
+            "relpoline-cc compiles with `-fno-jump-tables` unless `RELPOLINE_JUMP_TABLES=1` (relpoline-jt), "
+            "which passes `-fjump-tables` (gcc drops jump tables under `-mindirect-branch` unless asked) so "
+            "that large switches become table jumps, each a relpoline site. *jt speed*: "
+            "relpoline-jt's speed relative to relpoline on the medians (>1: jump tables faster).", "",
+            "| program | metric | relpoline | relpoline-jt | jt speed | min–max ranges |",
+            "|---|---|---|---|---|---|"] + rows + [""]
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("results")
@@ -475,6 +498,7 @@ def main():
                 "-" if p.get("relpoline_indirect_vs_plain") is None else "%.3f" % p["relpoline_indirect_vs_plain"]]
         L.append("| " + " | ".join(row) + " |")
     L.append("")
+    L += jump_table_section(res)
     L += targets_section(res)
     L.append("## Relative speed, charts and per-test results")
     L.append("")
@@ -541,10 +565,18 @@ def main():
         L.append("")
     L.append("## What was measured, and how")
     L.append("")
+    # entries of one program run (phase 1 and 2, redis and redis-pipelined)
+    # share the description and the commands: one section for all of them
+    groups = {}
     for p in res["programs"]:
-        if p["name"] == "phase-change:phase2":
+        groups.setdefault((p.get("measured"), tuple(p.get("commands") or [])), []).append(p["name"])
+    for p in res["programs"]:
+        names = groups[(p.get("measured"), tuple(p.get("commands") or []))]
+        if p["name"] != names[0]:
             continue
-        L.append("### %s" % p["name"].split(":")[0])
+        base = p["name"].split(":")[0]
+        also = [n for n in names[1:] if n.split(":")[0] != base]
+        L.append("### %s" % base + (" (and %s)" % ", ".join(also) if also else ""))
         L.append("")
         L.append("- measured: %s" % p.get("measured"))
         L.append("- PGO training input (differs from the measured one): %s" % p.get("training"))
@@ -599,6 +631,10 @@ def main():
             L.append("- %s/%s run %s: %s (binary `%s` %s)" % (f["program"], f["config"], f["run"],
                                                              f["error"].splitlines()[0][:300], f.get("binary"),
                                                              f.get("env", "")))
+    if not fails and any(p["name"] == "leveldb" for p in res["programs"]):
+        L.append("")
+        L.append("leveldb: db_bench exited 0, reported every benchmark, and its found counts matched the "
+                 "plain build's in every run.")
     L.append("")
     os.makedirs(mddir, exist_ok=True)
     with open(a.md, "w") as f:

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """relpoline real-program benchmark driver (python3 stdlib only).
 
-  bench/real/run.py [--quick] [--runs N] [--programs redis,nginx,sqlite,phase]
+  bench/real/run.py [--quick] [--runs N] [--programs redis,nginx,sqlite,leveldb,phase]
                     [--configs plain,retpoline,...] [--out build/bench/results.json]
                     [--no-setup] [--build-only]
 
@@ -40,7 +40,7 @@ BENCHDIR = os.path.join(BUILD, "bench")
 ALL_CONFIGS = ["plain", "retpoline", "relpoline", "pgo-retpoline", "relpoline-indirect", "relpoline-jt"]
 # measured by default: relpoline-jt only answers the jump-table question (--configs adds it)
 DEFAULT_CONFIGS = ["plain", "retpoline", "relpoline", "pgo-retpoline", "relpoline-indirect"]
-ALL_PROGRAMS = ["redis", "nginx", "sqlite", "phase"]
+ALL_PROGRAMS = ["redis", "nginx", "sqlite", "leveldb", "phase"]
 RELPOLINE_CC = os.path.join(BUILD, "bin", "relpoline-cc")
 
 CONFIG_DESC = {
@@ -50,8 +50,8 @@ CONFIG_DESC = {
     "pgo-retpoline": "gcc -O2 -fprofile-generate (training run, see 'training') then "
                      "-O2 -fprofile-use -mindirect-branch=thunk -fno-jump-tables",
     "relpoline-indirect": "relpoline build, RELPOLINE_FALLBACK=indirect at run time (compare with plain)",
-    "relpoline-jt": "RELPOLINE_JUMP_TABLES=1 build/bin/relpoline-cc -O2: gcc keeps switch jump tables, "
-                    "whose jumps become relpoline sites",
+    "relpoline-jt": "RELPOLINE_JUMP_TABLES=1 build/bin/relpoline-cc -O2 (adds -fjump-tables): gcc keeps "
+                    "switch jump tables, whose jumps become relpoline sites",
 }
 
 # --------------------------------------------------------------------------
@@ -248,6 +248,10 @@ class Redis(Program):
     metric = "requests/s"
     TESTS = "set,get,incr,lpush"
     PIPE_TESTS = "set,get,incr,lpush,lpop"
+    # the pipelined mix also on its own: with -P 16 the server, not the
+    # client and the system calls, is the bottleneck
+    entries = {"main": ("redis", "requests/s"),
+               "pipelined": ("redis-pipelined", "requests/s (-P 16 mix, harmonic mean)")}
 
     def __init__(self, quick, tmp):
         super().__init__(quick, tmp)
@@ -258,7 +262,8 @@ class Redis(Program):
                          "(no GET/SET/INCR/LPUSH/LPOP tests)")
         self.measured = ("GET, SET, INCR, LPUSH: -c 50 -r 100000 -n %d each; pipelined mix: -P 16 -r 100000 "
                          "-n %d each of SET,GET,INCR,LPUSH,LPOP (harmonic mean); reported metric: geometric "
-                         "mean of GET, SET, INCR, LPUSH, pipelined mix" % (self.n, self.pn))
+                         "mean of GET, SET, INCR, LPUSH, pipelined mix; redis-pipelined: the pipelined mix "
+                         "alone" % (self.n, self.pn))
 
     def _start(self, binary, env):
         port = free_port()
@@ -343,12 +348,14 @@ class Redis(Program):
             if t not in r1:
                 raise BenchError("redis-benchmark gave no %s result" % t)
             sub[t] = r1[t]
-        pipe = [r2[t] for t in ("SET", "GET", "INCR", "LPUSH", "LPOP") if t in r2]
+        pipe = {t: r2[t] for t in ("SET", "GET", "INCR", "LPUSH", "LPOP") if t in r2}
         if len(pipe) != 5:
             raise BenchError("redis-benchmark pipelined mix incomplete: %r" % r2)
-        sub["pipelined-mix"] = len(pipe) / sum(1.0 / x for x in pipe)
+        sub["pipelined-mix"] = len(pipe) / sum(1.0 / x for x in pipe.values())
         cpu = {"single": (c1 - c0) * 1e6 / (4 * self.n), "pipelined": (c2 - c1) * 1e6 / (5 * self.pn)}
-        return {"main": geomean(list(sub.values())), "sub": sub, "cpu": cpu}
+        return {"main": geomean(list(sub.values())), "sub": sub, "cpu": cpu,
+                "pipelined": sub["pipelined-mix"], "sub:pipelined": pipe,
+                "cpu:pipelined": {"pipelined": cpu["pipelined"]}}
 
 
 class Nginx(Program):
@@ -473,6 +480,63 @@ http {
         return {"main": rps, "cpu": {"request": (c1 - c0) * 1e6 / max(rps * self.duration, 1)}}
 
 
+class Leveldb(Program):
+    """leveldb's db_bench (C++, virtual calls through Iterator, Comparator,
+    Env, ...) on a database in tmpfs: the work is CPU, not disk."""
+    name = "leveldb"
+    metric = "micros/op (geometric mean)"
+    higher_is_better = False
+    BENCHES = ["fillseq", "fillrandom", "overwrite", "readrandom", "readseq", "seekrandom"]
+    TRAIN = ["fillbatch", "readreverse", "readhot", "readmissing", "seekordered", "deleterandom"]
+    LINE = re.compile(r"^(\w+)\s+:\s+([0-9.]+) micros/op;(.*)$", re.M)
+
+    def __init__(self, quick, tmp):
+        super().__init__(quick, tmp)
+        self.num = 400000 if quick else 1000000
+        self.args = ["--benchmarks=" + ",".join(self.BENCHES), "--num=%d" % self.num, "--value_size=32"]
+        self.train_args = ["--benchmarks=" + ",".join(self.TRAIN), "--num=200000", "--value_size=200"]
+        # the database lives in tmpfs when there is one
+        shm = "/dev/shm"
+        self.dbroot = shm if os.path.isdir(shm) and os.access(shm, os.W_OK) else tmp
+        self.training = ("db_bench " + " ".join(self.train_args) + " --db=DIR/db (none of the measured "
+                         "benchmarks, other sizes)")
+        self.measured = ("db_bench " + " ".join(self.args) + " --db=DIR/db, DIR a fresh directory in %s; "
+                         "metric: geometric mean of the benchmarks' micros/op; checks: exit 0, every benchmark "
+                         "reported, found counts identical to the plain build's" % self.dbroot)
+
+    def _run(self, binary, env, args):
+        d = tempfile.mkdtemp(prefix="leveldb-", dir=self.dbroot)
+        argv = [binary] + args + ["--db=" + os.path.join(d, "db")]
+        self.note("taskset -c %d %s --db=DIR/db" % (CLIENT_CPU, " ".join([binary] + args)))
+        try:
+            return sh(pin(argv, CLIENT_CPU), env=env, timeout=900).stdout
+        finally:
+            shutil.rmtree(d, ignore_errors=True)
+
+    def _parse(self, out, names):
+        got = [(m.group(1), float(m.group(2)), m.group(3)) for m in self.LINE.finditer(out)]
+        if [g[0] for g in got] != names:
+            raise BenchError("db_bench reported %s, expected %s:\n%s"
+                             % ([g[0] for g in got], names, out[-2000:]))
+        # what must not depend on the build: the names and the found counts
+        check = "\n".join(n + " " + " ".join(re.findall(r"\(\d+ of \d+ found\)", x)) for n, _, x in got)
+        return {n: v for n, v, _ in got}, check
+
+    def train(self, binary):
+        self._parse(self._run(binary, run_env("pgo-gen"), self.train_args), self.TRAIN)
+
+    def run(self, binary, cfg):
+        if self.reference is None:
+            # untimed run of the plain build: the found counts to compare with
+            self.reference = self._parse(self._run(build(self.name, "plain"), run_env("plain"), self.args),
+                                         self.BENCHES)[1]
+        sub, check = self._parse(self._run(binary, run_env(cfg), self.args), self.BENCHES)
+        if check != self.reference:
+            raise BenchError("db_bench output differs from the plain build's:\n%s\nplain:\n%s"
+                             % (check, self.reference))
+        return {"main": geomean(list(sub.values())), "sub": sub}
+
+
 class Sqlite(Program):
     name = "sqlite"
     metric = "seconds (speedtest1 TOTAL)"
@@ -547,7 +611,7 @@ class Phase(Program):
         return {"phase1": ph[1], "phase2": ph[2], "windows": win, "check": cs.group(1)}
 
 
-PROGRAMS = {"redis": Redis, "nginx": Nginx, "sqlite": Sqlite, "phase": Phase}
+PROGRAMS = {"redis": Redis, "nginx": Nginx, "sqlite": Sqlite, "leveldb": Leveldb, "phase": Phase}
 
 
 # --------------------------------------------------------------------------
@@ -750,11 +814,13 @@ def main():
                     continue
                 e = summarize(vs)
                 e["checks_passed"] = checks_ok[c]
-                if vals[c] and "sub" in vals[c][0]:
-                    e["subtests"] = {t: summarize([v["sub"][t] for v in vals[c]]) for t in vals[c][0]["sub"]}
-                if vals[c] and "cpu" in vals[c][0]:
-                    e["server_cpu_us_per_request"] = {t: summarize([v["cpu"][t] for v in vals[c]])
-                                                      for t in vals[c][0]["cpu"]}
+                # per-test numbers: "sub" belongs to the main entry, "sub:KEY" to entry KEY
+                subk, cpuk = ("sub", "cpu") if key == "main" else ("sub:" + key, "cpu:" + key)
+                if vals[c] and subk in vals[c][0]:
+                    e["subtests"] = {t: summarize([v[subk][t] for v in vals[c]]) for t in vals[c][0][subk]}
+                if vals[c] and cpuk in vals[c][0]:
+                    e["server_cpu_us_per_request"] = {t: summarize([v[cpuk][t] for v in vals[c]])
+                                                      for t in vals[c][0][cpuk]}
                 if vals[c] and "windows" in vals[c][0] and key in vals[c][0]["windows"]:
                     ws = [v["windows"][key] for v in vals[c]]
                     e["windows_median"] = [statistics.median(col) for col in zip(*ws)]

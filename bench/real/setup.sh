@@ -3,6 +3,7 @@
 #  - adds a deb-src entry matching the existing bookworm mirror (idempotent)
 #  - installs the load generators and build tools from Debian
 #  - fetches the source packages with `apt-get source` into build/real/src
+#    (redis, nginx, sqlite3, and leveldb in a block of its own)
 # Nothing is fetched from anywhere but the configured Debian mirrors.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -84,4 +85,8 @@ for pkg in redis nginx sqlite3; do
 	ln -sfn "$(basename "$d")" "$SRC/$pkg"
 	echo "$pkg $(basename "$d" | sed "s/^$pkg-//")"
 done > "$SRC/versions.txt"
+# leveldb (db_bench, a C++ program built with CMake): its own block, same steps
+for p in cmake g++ libgmock-dev; do dpkg -s "$p" >/dev/null 2>&1 || { log "apt-get install $p"; $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "$p" >/dev/null; }; done
+ls -d "$SRC"/leveldb-[0-9]*/ >/dev/null 2>&1 || { log "apt-get source leveldb"; apt-get source -q leveldb/bookworm >/dev/null 2>"$SRC/leveldb.source.log" || { cat "$SRC/leveldb.source.log" >&2; exit 1; }; }
+d=$(ls -d "$SRC"/leveldb-[0-9]*/ | head -1); d=${d%/}; ln -sfn "$(basename "$d")" "$SRC/leveldb"; echo "leveldb ${d##*/leveldb-}" >> "$SRC/versions.txt"
 log "versions: $(tr '\n' ' ' < "$SRC/versions.txt")"
