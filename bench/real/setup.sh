@@ -85,3 +85,6 @@ for pkg in redis nginx sqlite3; do
 	echo "$pkg $(basename "$d" | sed "s/^$pkg-//")"
 done > "$SRC/versions.txt"
 log "versions: $(tr '\n' ' ' < "$SRC/versions.txt")"
+
+# CPython 3.11 (build deps, apt-get source python3.11): its own script
+bash "$ROOT/bench/real/python/setup.sh"
