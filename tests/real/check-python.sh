@@ -228,7 +228,7 @@ for s in suites[1:]:
     warn = collections.Counter()
     for m in re.finditer(r"relpoline: warning: ([^\n']*?)(?:\\n|\n|')", out):
         w = re.sub(r"/\S*/", ".../", m.group(1))
-        warn[re.sub(r"\d+", "N", w)] += 1
+        warn[re.sub(r"\d{3,}", "N", w)] += 1
     for w, n in warn.most_common(5):
         print("   relpoline warning in the output, %d times: %s" % (n, w[:200]))
     files, procs, sites, passes, bad = stats(s)
