@@ -579,6 +579,79 @@ class Sqlite(Program):
         return {"main": float(m.group(1)), "check": norm}
 
 
+class Python(Program):
+    """CPython 3.11 running the pure-Python scripts in bench/real/python/.
+    Each script prints a checksum, which must equal the plain build's (the
+    reference is taken once per run.py invocation, from the plain build with
+    the same arguments); the metric is each script's CPU time, and the
+    program's number is their geometric mean."""
+    name = "python"
+    metric = "seconds (geometric mean of the scripts' CPU times)"
+    higher_is_better = False
+    DIR = os.path.join(HERE, "python")
+    # script -> first argument (the size); the second is the script's default seed
+    SCRIPTS = {"oo_shop": 200000, "closures": 50000, "dicts": 24000, "strings": 60000,
+               "generators": 1600000, "recursion": 12, "interp": 2000}
+    TRAIN = ["train.py", "12"]
+
+    def __init__(self, quick, tmp):
+        super().__init__(quick, tmp)
+        self.walls = []
+        self.args = {s: max(1, n // 2) if quick else n for s, n in self.SCRIPTS.items()}
+        self.training = ("python -S -B bench/real/python/%s %s (its own mix: list-of-lists matrix products, a "
+                         "game of life, big-integer pi digits, multi-key sorts of dict records, a binary-heap "
+                         "event simulation, a JSON-like dump/parse; none of the measured scripts)"
+                         % tuple(self.TRAIN))
+        self.measured = ("python -S -B bench/real/python/S.py SIZE, one process per script, its CPU time "
+                         "(user + system, getrusage of the reaped child; the sum of the wall times is in "
+                         "run.py's log as wall_seconds); PYTHONHASHSEED=0; scripts (SIZE): %s; the checksum "
+                         "each prints must equal the plain build's; reported metric: geometric mean of the %d "
+                         "times" 
+                         % (", ".join("%s (%d)" % kv for kv in self.args.items()), len(self.args)))
+
+    def _run(self, binary, env, argv):
+        env = dict(env)
+        env["PYTHONHASHSEED"] = "0"
+        full = [binary, "-S", "-B"] + argv
+        self.note("taskset -c %d %s" % (CLIENT_CPU, " ".join(full).replace(ROOT + "/", "")))
+        # CPU time (user + system) of the script's process, from the rusage of
+        # reaped children: on a machine shared with other work (another
+        # benchmark on the same CPU) it is much less disturbed than wall time
+        import resource
+        u0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        t0 = time.perf_counter()
+        r = sh(pin(full, CLIENT_CPU), env=env, cwd=self.tmp, timeout=600)
+        wall = time.perf_counter() - t0
+        u1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        dt = (u1.ru_utime - u0.ru_utime) + (u1.ru_stime - u0.ru_stime)
+        self.walls.append(wall)
+        m = re.search(r"^checksum (\d+)$", r.stdout, re.M)
+        if not m:
+            raise BenchError("%s printed no checksum:\n%s%s" % (argv[0], r.stdout[-1000:], r.stderr[-1000:]))
+        return dt, m.group(1)
+
+    def _script(self, s):
+        return [os.path.join(self.DIR, s + ".py"), str(self.args[s])]
+
+    def train(self, binary):
+        self._run(binary, run_env("pgo-gen"), [os.path.join(self.DIR, self.TRAIN[0])] + self.TRAIN[1:])
+
+    def run(self, binary, cfg):
+        if self.reference is None:
+            plain = build("python", "plain")
+            self.reference = {s: self._run(plain, run_env("plain"), self._script(s))[1] for s in self.args}
+        sub, bad = {}, []
+        self.walls = []
+        for s in self.args:
+            dt, cs = self._run(binary, run_env(cfg), self._script(s))
+            if cs != self.reference[s]:
+                bad.append("%s: checksum %s, plain %s" % (s, cs, self.reference[s]))
+            sub[s] = dt
+        if bad:
+            raise BenchError("output differs from the plain build's: " + "; ".join(bad))
+        return {"main": geomean(list(sub.values())), "sub": sub, "wall_seconds": sum(self.walls)}
+
+
 class Phase(Program):
     name = "phase"
     metric = "Mcalls/s"
@@ -876,6 +949,11 @@ def derive(entry):
     ri = med("relpoline-indirect")
     if pl and ri:
         entry["relpoline_indirect_vs_plain"] = (ri / pl) if hib else (pl / ri)
+
+
+# CPython (bench/real/python/): registered here, apart from the lists above
+ALL_PROGRAMS.append("python")
+PROGRAMS["python"] = Python
 
 
 if __name__ == "__main__":

@@ -90,3 +90,6 @@ for p in cmake g++ libgmock-dev; do dpkg -s "$p" >/dev/null 2>&1 || { log "apt-g
 ls -d "$SRC"/leveldb-[0-9]*/ >/dev/null 2>&1 || { log "apt-get source leveldb"; apt-get source -q leveldb/bookworm >/dev/null 2>"$SRC/leveldb.source.log" || { cat "$SRC/leveldb.source.log" >&2; exit 1; }; }
 d=$(ls -d "$SRC"/leveldb-[0-9]*/ | head -1); d=${d%/}; ln -sfn "$(basename "$d")" "$SRC/leveldb"; echo "leveldb ${d##*/leveldb-}" >> "$SRC/versions.txt"
 log "versions: $(tr '\n' ' ' < "$SRC/versions.txt")"
+
+# CPython 3.11 (build deps, apt-get source python3.11): its own script
+bash "$ROOT/bench/real/python/setup.sh"

@@ -13,4 +13,9 @@ RP_BUILD ?= $(abspath $(B))
 check-real: all
 	RP_BUILD=$(RP_BUILD) bash tests/real/check-bash.sh
 
-.PHONY: check-real
+# check-python: CPython 3.11's regrtest (76 modules), plain vs relpoline, on the
+# builds of bench/real/build.sh (not part of check-real: about 8 minutes warm).
+check-python: all
+	RP_BUILD=$(RP_BUILD) bash tests/real/check-python.sh
+
+.PHONY: check-real check-python
