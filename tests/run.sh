@@ -336,6 +336,12 @@ for cc in $CCS; do
 	build "$cc" t_gdb "$OUT/t_gdb" "$T/t_gdb.c" -pthread
 	build "$cc" t_unshare "$OUT/t_unshare" "$T/t_unshare.c"
 	build "$cc" t_tailsteady "$OUT/t_tailsteady" "$T/t_tailsteady.c" -pthread
+	# Jump tables: only gcc makes them under its thunk flags (clang's
+	# retpoline mode never does), with RELPOLINE_JUMP_TABLES=1.
+	if [ "$cc" = gcc ]; then
+		run_build "$cc" t_jumptab env RELPOLINE_CC="$cc" RELPOLINE_JUMP_TABLES=1 "$RCC" $CFLAGS \
+			-o "$OUT/t_jumptab" "$T/t_jumptab.c"
+	fi
 	if [ "$SAN" != 1 ]; then # brings its own malloc: the sanitizers bring theirs
 		build "$cc" t_malloc "$OUT/t_malloc" "$T/t_malloc.c"
 	fi
@@ -497,6 +503,10 @@ for cc in $CCS; do
 		done
 	done
 	run_case "$cc" partial-link t_partial 60 "" "${DET[@]}" --
+	if [ "$cc" = gcc ]; then
+		run_case "$cc" jump-table-tree t_jumptab 60 "" "${DET[@]}" RELPOLINE_STUB=tree T_WANT_TREE=1 --
+		run_case "$cc" jump-table-auto t_jumptab 60 "" "${DET[@]}" --
+	fi
 	for th in on off; do
 		run_case "$cc" tail-steady-one-stub-thread-$th t_tailsteady 60 "" RELPOLINE_THREAD=$th \
 			RELPOLINE_EPOCH_MS=1 RELPOLINE_PROMOTE_MIN=64 RELPOLINE_RELEARN_MISSES=50 --
