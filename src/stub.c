@@ -31,6 +31,7 @@
 #include <sys/mman.h>
 #include <sys/syscall.h>
 #include <unistd.h>
+#include <stdbool.h>
 #include "internal.h"
 
 #ifndef MAP_FIXED_NOREPLACE
@@ -103,11 +104,139 @@ bool rp_arena_emitted(void)
 }
 
 /*
- * Map M's arena: read+execute within rel32 reach of its text (below it
- * where possible: above an executable lies its brk heap), read+write
+ * The free gaps of the address space, from /proc/self/maps: where an
+ * arena of SIZE within rel32 reach of M could go, closest to M's text
+ * first (below it where possible: above an executable lies its brk heap,
+ * so above it a candidate keeps 32 MiB clear of the module).  Up to MAX
+ * candidates in OUT; their number.  Probing fixed steps instead (as the
+ * fallback below does) fails where other threads fill the space around a
+ * module while it loads: 40 new thread stacks and their malloc arenas
+ * cover far more than a few hundred MiB (CPython's test_threading).
+ */
+static unsigned arena_candidates(const struct rp_module *m, size_t size, uint64_t *out, unsigned max)
+{
+	int fd = rp_fd_park(open("/proc/self/maps", O_RDONLY | O_CLOEXEC));
+	if (fd < 0)
+		return 0;
+	RP_STAT_ADD(syscalls, 2);
+	size_t cap = 64 << 10, len = 0;
+	char *buf = rp_alloc(cap);
+	for (;;) {
+		if (!buf)
+			break;
+		if (len + 4096 > cap) {
+			char *nb = rp_realloc(buf, cap * 2);
+			if (!nb) {
+				rp_free(buf);
+				buf = NULL;
+				break;
+			}
+			buf = nb;
+			cap *= 2;
+		}
+		ssize_t r = read(fd, buf + len, cap - len - 1);
+		RP_STAT_ADD(syscalls, 1);
+		if (r <= 0)
+			break;
+		len += (size_t)r;
+	}
+	close(fd);
+	if (!buf)
+		return 0;
+	buf[len] = 0;
+	uint64_t seg_hi = 0;
+	for (int i = 0; i < m->nseg; i++)
+		if (m->seg[i].hi > seg_hi)
+			seg_hi = m->seg[i].hi;
+	const uint64_t align = 64 << 10, clear = 32 << 20, top = 0x7ffffffff000ull;
+	struct cand { uint64_t at, cost; } c[64];
+	unsigned n = 0;
+	uint64_t prev_hi = 1 << 20;   /* nothing below the first MiB */
+	for (char *line = buf; line && prev_hi < top;) {
+		char *nl = strchr(line, '\n');
+		unsigned long lo = 0, hi = 0;
+		bool last = !nl || !nl[1];
+		if (nl)
+			*nl = 0;
+		if (sscanf(line, "%lx-%lx", &lo, &hi) != 2)
+			lo = hi = top;
+		/* The gap [prev_hi, lo). */
+		uint64_t g0 = prev_hi, g1 = lo < top ? lo : top;
+		if (g1 > g0 && g1 - g0 >= size) {
+			uint64_t cand[2] = { 0, 0 };
+			uint64_t below = (g1 < m->text_lo ? g1 : m->text_lo);
+			if (below >= g0 + size) {
+				uint64_t at = (below - size) & ~(align - 1);
+				if (at >= g0)
+					cand[0] = at;
+			}
+			uint64_t above = g0 > seg_hi + clear ? g0 : seg_hi + clear;
+			above = (above + align - 1) & ~(align - 1);
+			if (above + size <= g1 && above >= g0)
+				cand[1] = above;
+			for (int k = 0; k < 2; k++) {
+				uint64_t at = cand[k];
+				if (!at || !reach(at, m->text_lo) || !reach(at + size, m->text_hi) ||
+				    !reach(m->text_lo, at + size) || !reach(m->text_hi, at))
+					continue;
+				uint64_t d = at < m->text_lo ? m->text_lo - at : at - m->text_lo;
+				uint64_t cost = d + (k ? (1ull << 40) : 0);   /* below first */
+				if (n < 64) {
+					c[n++] = (struct cand){ at, cost };
+				} else {
+					unsigned w = 0;
+					for (unsigned j = 1; j < n; j++)
+						if (c[j].cost > c[w].cost)
+							w = j;
+					if (cost < c[w].cost)
+						c[w] = (struct cand){ at, cost };
+				}
+			}
+		}
+		if (hi > prev_hi)
+			prev_hi = hi;
+		if (last)
+			break;
+		line = nl + 1;
+	}
+	rp_free(buf);
+	/* Cheapest first (a handful: selection sort). */
+	for (unsigned i = 0; i < n && i < max; i++) {
+		unsigned b = i;
+		for (unsigned j = i + 1; j < n; j++)
+			if (c[j].cost < c[b].cost)
+				b = j;
+		struct cand t = c[i];
+		c[i] = c[b];
+		c[b] = t;
+		out[i] = c[i].at;
+	}
+	return n < max ? n : max;
+}
+
+/*
+ * The arena's size: room for M's cells and for stubs in proportion to its
+ * sites, at most ARENA_KB.  A small library does not need the 4 MiB a big
+ * program may, and a small arena finds a place in a crowded address space.
+ */
+static size_t arena_size(const struct rp_module *m)
+{
+	size_t want = (256u << 10) + m->nsites * (size_t)(RP_CELL_SIZE + 8 + 512);
+	size_t max = (size_t)rp_cfg.arena_kb * 1024;
+	if (want > max)
+		want = max;
+	return (want + 0xfff) & ~(size_t)0xfff;
+}
+
+/*
+ * Map M's arena: read+execute within rel32 reach of its text, read+write
  * anywhere.  Never writable and executable at once: if the memfd cannot be
  * mapped executable (vm.memfd_noexec=2, a noexec policy), the module gets
- * no arena and its sites stay on the fallback.
+ * no arena and its sites stay on the fallback.  The place comes from the
+ * address space's gaps (arena_candidates); another thread may take a gap
+ * between the read and the mmap (MAP_FIXED_NOREPLACE then fails and the
+ * next candidate is tried, then a fresh read), and fixed 2 MiB steps on
+ * either side of the module are the last resort.
  */
 static int arena_init(struct rp_module *m)
 {
@@ -116,11 +245,24 @@ static int arena_init(struct rp_module *m)
 		return 0;
 	if (a->failed)
 		return -1;
-	size_t size = ((size_t)rp_cfg.arena_kb * 1024 + 0xfff) & ~(size_t)0xfff;
+	size_t size = arena_size(m);
 	const uint64_t step = 2u << 20;
 	int fd = arena_memfd(size);
 	int err = fd < 0 ? errno : 0;
-	for (int pass = 0; fd >= 0 && pass < 2 && !a->rx; pass++) {
+	for (int round = 0; fd >= 0 && round < 3 && !a->rx && !err; round++) {
+		uint64_t cand[8];
+		unsigned nc = arena_candidates(m, size, cand, 8);
+		for (unsigned i = 0; i < nc && !a->rx; i++) {
+			a->rx = map_at(cand[i], size, PROT_READ | PROT_EXEC, MAP_SHARED, fd);
+			if (!a->rx && (errno == EPERM || errno == EACCES || errno == ENOMEM))
+				err = errno;   /* refused, not merely taken */
+			if (err)
+				break;
+		}
+		if (!nc)
+			break;
+	}
+	for (int pass = 0; fd >= 0 && pass < 2 && !a->rx && !err; pass++) {
 		for (unsigned k = 0; k < 256 && !a->rx; k++) {
 			uint64_t at;
 			if (pass == 0) {

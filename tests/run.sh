@@ -326,6 +326,7 @@ for cc in $CCS; do
 		build "$cc" t_shlib "$OUT/t_shlib" "$T/t_shlib.c" -L"$OUT" -ltsites \
 			-Wl,-rpath,"$OUT" -ldl
 	fi
+	build "$cc" t_crowd "$OUT/t_crowd" "$T/t_crowd.c" -pthread -ldl
 
 	# The runtime's contract with the program (ABI 3): its malloc, fds, signals,
 	# SIGTRAP, memory protections, threads, exit, partial links.
@@ -402,6 +403,9 @@ for cc in $CCS; do
 	run_case "$cc" fork-thread-off t_fork 90 "" RELPOLINE_THREAD=off RELPOLINE_EPOCH_MS=1 RELPOLINE_PROMOTE_MIN=16 \
 		RELPOLINE_RELEARN_MISSES=20 -- worker
 	run_case "$cc" shlib t_shlib 60 "" "${DET[@]}" -- ./tdl.so
+	for th in on off; do
+		run_case "$cc" crowded-dlopen-thread-$th t_crowd 60 "" "${DET[@]}" RELPOLINE_THREAD=$th -- ./tdl.so
+	done
 	run_case "$cc" config-api t_config 60 "" "${DET[@]}" -- api
 	run_case "$cc" config-default t_config 60 no_warning -- work promoted
 	run_case "$cc" config-mode-bogus t_config 60 warn_mode RELPOLINE_MODE=bogus -- work promoted
