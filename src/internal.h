@@ -118,6 +118,7 @@ struct rp_site {
 	uint32_t ntargets, tcap;
 	uint64_t *targets;          /* the targets the current stub compares (the cell's first) */
 	double *rates;              /* their calls per ms when the stub was made */
+	uint32_t learned_n;         /* targets in the mix its predictability was measured on */
 	double unpred;              /* share of an i.i.d. stream's mispredictions its stream has (policy.c) */
 	uint32_t epochs;            /* in the current state */
 	uint32_t wepochs;           /* epochs in the current sample window */

@@ -482,6 +482,7 @@ static void decide_learning(struct rp_site *s)
 	x.n = s->nacc;
 	predictability(s, &x);
 	s->unpred = x.unpred;
+	s->learned_n = x.n;
 	decide(s, &x, "learned");
 	mix_free(&x);
 }
@@ -521,6 +522,19 @@ static void decide_promoted(struct rp_site *s)
 	double mrate = (double)misses / ms;
 	if (mrate < MISS_FRAC * (hits + mrate)) {
 		acc_reset(s);   /* a cheap share of misses: the window starts again */
+		return;
+	}
+	if (s->learned_n < 4 && s->nacc + s->ntargets >= 8) {
+		/*
+		 * Learned with one or a few targets, now missing on many: its
+		 * predictability was measured on a mix that says nothing about
+		 * this one, and a stub for a wide mix costs what its
+		 * mispredictions cost.  One epoch of learning measures it.
+		 */
+		rp_debug("site %#lx: %lu misses over %u targets: learning again", (unsigned long)s->addr,
+			 (unsigned long)misses, s->nacc);
+		rp_stats.relearns++;
+		to_learning(s);
 		return;
 	}
 	rp_sort(s->acc, s->nacc, sizeof(*s->acc), by_count);
