@@ -162,12 +162,11 @@ uint64_t rp_stub_emit(struct rp_module *m, struct rp_site *s, const uint64_t *ta
 		      unsigned n, uint64_t *keep, unsigned *used);
 /*
  * Emit a compare tree over TARGETS weighted by WEIGHTS (any order); KEEP
- * gets the targets it compares in address order, DEPTH (if not NULL)
- * their depths (1 = the root), *USED their number.
+ * gets the targets it compares (those within reach) in address order,
+ * *USED their number.
  */
 uint64_t rp_tree_emit(struct rp_module *m, struct rp_site *s, const uint64_t *targets,
-		      const uint64_t *weights, unsigned n, uint64_t *keep, uint8_t *depth,
-		      unsigned *used);
+		      const uint64_t *weights, unsigned n, uint64_t *keep, unsigned *used);
 int rp_cells_emit(struct rp_module *m);
 void rp_cell_reinit(struct rp_module *m, size_t i);
 /* A site's cell (stub.c): offsets in its RP_CELL_SIZE bytes. */

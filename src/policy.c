@@ -177,14 +177,13 @@ static double lg2(double x)
 	return e + ln * 1.4426950408889634;
 }
 
-/* A window's mix: targets by decreasing share P; Q is the share no target here has. */
+/* A window's mix: targets by decreasing share P (their rates in calls per ms). */
 struct mix {
 	uint64_t *t;
 	double *rate;    /* calls per ms */
 	double *p;
 	unsigned n;
-	double unpred;      /* share of an i.i.d. stream's mispredicted calls this one has (predictability()) */
-	double unforeseen;  /* the same, as the factor that scales mispredictions */
+	double unpred;   /* share of an i.i.d. stream's mispredicted calls this one has (predictability()) */
 };
 
 /*
@@ -192,16 +191,14 @@ struct mix {
  * (abi.h): ACC is the share of calls whose target it predicted from the
  * previous one; a branch predictor with global history does at least as
  * well.  On an i.i.d. stream the best any predictor does is the most
- * frequent target, P[0].  UNFORESEEN is the share of an i.i.d. stream's
- * mispredicted calls this stream has (0..1), and 1 - ACC the share of
- * calls no predictor foresaw.
+ * frequent target, P[0].  UNPRED is the share of an i.i.d. stream's
+ * mispredicted calls this stream has (0..1): (1 - ACC) / (1 - P[0]).
  */
 static void predictability(const struct rp_site *s, struct mix *x)
 {
 	double acc = s->acc_total ? (double)s->acc_pred / (double)s->acc_total : 0;
 	double u = x->p[0] > 0.999 ? 0 : (1 - acc) / (1 - x->p[0]);
 	x->unpred = u < 0 ? 0 : u > 1 ? 1 : u;
-	x->unforeseen = x->unpred;
 }
 
 /*
@@ -222,13 +219,14 @@ static double cost_chain(const struct mix *x, unsigned k)
 	}
 	double miss = 1 - hit;
 	c += miss * (C_CMP * k + C_MISS);
-	return c + x->unforeseen * mp * C_MP;
+	return c + x->unpred * mp * C_MP;
 }
 
 /*
  * The cell's compare (first target), then a tree over the others: an
  * optimal search tree's depth is about the entropy H of its mix plus one.
- * A call the predictor could not foresee (x->miss_calls of them) costs
+ * A call the predictor could not foresee (a share UNPRED of an i.i.d.
+ * stream's) costs
  * about H/2 mispredictions on an i.i.d. stream, where every level is a
  * coin toss, but about one on a patterned stream, where the path leaves
  * the predicted one once and the history then knows the rest of it.  In
@@ -247,7 +245,7 @@ static double cost_tree(const struct mix *x, unsigned k)
 	double depth = h + 1;
 	double c = p0 * C_CMP + (1 - p0) * (C_CMP + C_TREE + C_LEVEL * depth) + miss * C_MISS;
 	double per = h / 2 > 1 ? 1 + (h / 2 - 1) * x->unpred * x->unpred : h / 2;
-	double mp = x->unforeseen * ((p0 < 1 - p0 ? p0 : 1 - p0) + (1 - p0) * per);
+	double mp = x->unpred * ((p0 < 1 - p0 ? p0 : 1 - p0) + (1 - p0) * per);
 	return c + mp * C_MP;
 }
 
@@ -334,7 +332,7 @@ static bool install_stub(struct rp_site *s, const struct mix *x, unsigned k, uin
 	}
 	uint64_t stub;
 	if (kind == RP_STUB_TREE && nrest)
-		stub = rp_tree_emit(s->mod, s, rest, w, nrest, keep, NULL, &used);
+		stub = rp_tree_emit(s->mod, s, rest, w, nrest, keep, &used);
 	else
 		stub = rp_stub_emit(s->mod, s, rest, nrest, keep, &used);
 	if (!stub || (!use_je && !used))
@@ -575,7 +573,7 @@ static void decide_promoted(struct rp_site *s)
 		total += x.rate[i];
 	for (unsigned i = 0; i < x.n; i++)
 		x.p[i] = total > 0 ? x.rate[i] / total : 0;
-	x.unpred = x.unforeseen = s->unpred;
+	x.unpred = s->unpred;
 	if (s->versions < (uint32_t)rp_cfg.max_versions)
 		rp_stats.relearns++;
 	decide(s, &x, "misses");

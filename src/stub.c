@@ -709,25 +709,8 @@ static int by_addr(const void *a, const void *b)
 	return x->target < y->target ? -1 : x->target > y->target;
 }
 
-/* Depth (1 = root) of key K in the tree of [I, J). */
-static unsigned tree_depth(const struct tree *t, unsigned i, unsigned j, unsigned k)
-{
-	unsigned d = 1;
-	for (;;) {
-		unsigned r = troot(t, i, j);
-		if (k == r)
-			return d;
-		if (k < r)
-			j = r;
-		else
-			i = r + 1;
-		d++;
-	}
-}
-
 uint64_t rp_tree_emit(struct rp_module *m, struct rp_site *s, const uint64_t *targets,
-		      const uint64_t *weights, unsigned n, uint64_t *keep, uint8_t *depth,
-		      unsigned *used)
+		      const uint64_t *weights, unsigned n, uint64_t *keep, unsigned *used)
 {
 	*used = 0;
 	if (s->addr - m->base > 0x7fffffffu || n == 0 || n > RP_MAX_TARGETS_LIMIT)
@@ -781,11 +764,7 @@ uint64_t rp_tree_emit(struct rp_module *m, struct rp_site *s, const uint64_t *ta
 	uint32_t magic = TREE_MAGIC;
 	header(wr, (uint16_t)code, (uint16_t)k, s->addr);
 	memcpy(wr, &magic, 4);
-	for (unsigned i = 0; i < k; i++) {
-		keep[i] = key[i];
-		if (depth)
-			depth[i] = (uint8_t)tree_depth(&t, 0, k, i);
-	}
+	memcpy(keep, key, 8 * (size_t)k);
 	*used = k;
 	rp_stats.stubs_emitted++;
 	emitted = true;
