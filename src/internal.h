@@ -125,7 +125,8 @@ struct rp_site {
 	uint64_t since_ns;          /* start of the current sample window */
 	uint32_t nacc, acap;
 	uint64_t acc_total;
-	uint64_t acc_pred;          /* learning samples whose target followed as last time (abi.h) */
+	uint64_t acc_pred;          /* learning samples whose target was foreseen (abi.h) */
+	uint64_t acc_cold;          /* of which first successors of a bucket: never foreseeable */
 	struct rp_count *acc;       /* learning samples or (promoted) misses, NULL when idle */
 	bool touched;
 	bool seen;                  /* has had a sample (counted in sites_seen) */

@@ -87,7 +87,7 @@ static void acc_reset(struct rp_site *s)
 	rp_free(s->acc);
 	s->acc = NULL;
 	s->nacc = s->acap = 0;
-	s->acc_total = s->acc_pred = 0;
+	s->acc_total = s->acc_pred = s->acc_cold = 0;
 	s->wepochs = 0;
 	s->since_ns = epoch_now_ns;
 }
@@ -120,6 +120,7 @@ static void on_sample(uint64_t addr, uint64_t target, uint32_t meta, uint64_t co
 		if (meta & RP_META_MISS)
 			return;   /* a miss of a stub the site has left: not a learning sample */
 		s->acc_pred += RP_META_PRED(meta);
+		s->acc_cold++;   /* this bucket's first successor had no prediction to meet */
 		break;
 	}
 	if (!s->since_ns)
@@ -196,7 +197,15 @@ struct mix {
  */
 static void predictability(const struct rp_site *s, struct mix *x)
 {
-	double acc = s->acc_total ? (double)s->acc_pred / (double)s->acc_total : 0;
+	/*
+	 * Each bucket (one thread's samples of one target in one generation)
+	 * starts with no prediction: its first successor cannot be foreseen,
+	 * whatever the stream.  Those cold samples are left out.
+	 */
+	uint64_t warm = s->acc_total > s->acc_cold ? s->acc_total - s->acc_cold : 0;
+	double acc = warm ? (double)s->acc_pred / (double)warm : 0;
+	if (acc > 1)
+		acc = 1;
 	double u = x->p[0] > 0.999 ? 0 : (1 - acc) / (1 - x->p[0]);
 	x->unpred = u < 0 ? 0 : u > 1 ? 1 : u;
 }
@@ -464,6 +473,9 @@ static void decide_learning(struct rp_site *s)
 {
 	s->wepochs++;
 	if (s->acc_total < (uint64_t)rp_cfg.promote_min || !s->acc)
+		return;
+	/* Mostly cold samples say little about predictability: wait for more (a few epochs at most). */
+	if (s->acc_total < 4 * s->acc_cold && s->wepochs < 8)
 		return;
 	rp_sort(s->acc, s->nacc, sizeof(*s->acc), by_count);
 	struct mix x;

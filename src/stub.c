@@ -215,11 +215,12 @@ static unsigned arena_candidates(const struct rp_module *m, size_t size, uint64_
 }
 
 /*
- * The arena's size: room for M's cells and for stubs in proportion to its
- * sites, at most ARENA_KB.  A small library does not need the 4 MiB a big
- * program may, and a small arena finds a place in a crowded address space.
+ * The arena's size when ARENA_KB finds no room: M's cells and stubs in
+ * proportion to its sites.  A small library needs far less than the 4 MiB
+ * a program whose sites keep changing may fill, and a small arena still
+ * finds a place in a crowded address space.
  */
-static size_t arena_size(const struct rp_module *m)
+static size_t arena_small(const struct rp_module *m)
 {
 	size_t want = (256u << 10) + m->nsites * (size_t)(RP_CELL_SIZE + 8 + 512);
 	size_t max = (size_t)rp_cfg.arena_kb * 1024;
@@ -245,13 +246,18 @@ static int arena_init(struct rp_module *m)
 		return 0;
 	if (a->failed)
 		return -1;
-	size_t size = arena_size(m);
+	size_t size = ((size_t)rp_cfg.arena_kb * 1024 + 0xfff) & ~(size_t)0xfff;
 	const uint64_t step = 2u << 20;
 	int fd = arena_memfd(size);
 	int err = fd < 0 ? errno : 0;
-	for (int round = 0; fd >= 0 && round < 3 && !a->rx && !err; round++) {
+	for (int round = 0; fd >= 0 && round < 4 && !a->rx && !err; round++) {
 		uint64_t cand[8];
 		unsigned nc = arena_candidates(m, size, cand, 8);
+		if (!nc && size > arena_small(m)) {
+			/* No gap for ARENA_KB within reach: a smaller arena (the memfd keeps its size). */
+			size = arena_small(m);
+			nc = arena_candidates(m, size, cand, 8);
+		}
 		for (unsigned i = 0; i < nc && !a->rx; i++) {
 			a->rx = map_at(cand[i], size, PROT_READ | PROT_EXEC, MAP_SHARED, fd);
 			if (!a->rx && (errno == EPERM || errno == EACCES || errno == ENOMEM))
