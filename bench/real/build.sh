@@ -148,6 +148,10 @@ python)
 	# --junit-xml (check-python) parses XML with it.
 	mkdir -p "$D/Modules"
 	printf '%s\n' '*static*' 'pyexpat pyexpat.c -lexpat' > "$D/Modules/Setup.local"
+	# configure's probe programs ran under -fprofile-generate too: their
+	# profiles match no later probe and fail pgo-retpoline's configure
+	# (coverage-mismatch is an error).  They are not part of the program.
+	[ "$cfg" != pgo-retpoline ] || rm -f "$PROF/$prog/"*conftest*.gcda
 	# ac_cv_no_strict_aliasing=no: what configure finds with gcc 12 for plain,
 	# retpoline, relpoline and pgo-gen; with -fprofile-use its -Werror probe
 	# fails on the missing conftest profile and would add -fno-strict-aliasing
