@@ -14,7 +14,7 @@ check-real: all
 	RP_BUILD=$(RP_BUILD) bash tests/real/check-bash.sh
 
 # check-python: CPython 3.11's regrtest (76 modules), plain vs relpoline, on the
-# builds of bench/real/build.sh (not part of check-real: about 8 minutes warm).
+# builds of bench/real/build.sh (not part of check-real: 4-6 minutes once built).
 check-python: all
 	RP_BUILD=$(RP_BUILD) bash tests/real/check-python.sh
 
