@@ -103,6 +103,23 @@ bool rp_arena_emitted(void)
 	return e;
 }
 
+/* An arena at AT of SIZE bytes: every site and slow entry of M reaches it, and it them. */
+static bool arena_reaches(const struct rp_module *m, uint64_t at, size_t size)
+{
+	return reach(at, m->text_lo) && reach(at + size, m->text_hi) &&
+	       reach(m->text_lo, at + size) && reach(m->text_hi, at);
+}
+
+/* The end of M's highest segment. */
+static uint64_t module_top(const struct rp_module *m)
+{
+	uint64_t hi = 0;
+	for (int i = 0; i < m->nseg; i++)
+		if (m->seg[i].hi > hi)
+			hi = m->seg[i].hi;
+	return hi;
+}
+
 /*
  * The free gaps of the address space, from /proc/self/maps: where an
  * arena of SIZE within rel32 reach of M could go, closest to M's text
@@ -144,10 +161,7 @@ static unsigned arena_candidates(const struct rp_module *m, size_t size, uint64_
 	if (!buf)
 		return 0;
 	buf[len] = 0;
-	uint64_t seg_hi = 0;
-	for (int i = 0; i < m->nseg; i++)
-		if (m->seg[i].hi > seg_hi)
-			seg_hi = m->seg[i].hi;
+	uint64_t seg_hi = module_top(m);
 	const uint64_t align = 64 << 10, clear = 32 << 20, top = 0x7ffffffff000ull;
 	struct cand { uint64_t at, cost; } c[64];
 	unsigned n = 0;
@@ -176,8 +190,7 @@ static unsigned arena_candidates(const struct rp_module *m, size_t size, uint64_
 				cand[1] = above;
 			for (int k = 0; k < 2; k++) {
 				uint64_t at = cand[k];
-				if (!at || !reach(at, m->text_lo) || !reach(at + size, m->text_hi) ||
-				    !reach(m->text_lo, at + size) || !reach(m->text_hi, at))
+				if (!at || !arena_reaches(m, at, size))
 					continue;
 				uint64_t d = at < m->text_lo ? m->text_lo - at : at - m->text_lo;
 				uint64_t cost = d + (k ? (1ull << 40) : 0);   /* below first */
@@ -277,14 +290,9 @@ static int arena_init(struct rp_module *m)
 					break;
 				at = lo - size - (uint64_t)k * step;
 			} else {
-				uint64_t hi = 0;
-				for (int i = 0; i < m->nseg; i++)
-					if (m->seg[i].hi > hi)
-						hi = m->seg[i].hi;
-				at = ((hi + step - 1) & ~(step - 1)) + (uint64_t)(k + 16) * step;
+				at = ((module_top(m) + step - 1) & ~(step - 1)) + (uint64_t)(k + 16) * step;
 			}
-			if (!reach(at, m->text_lo) || !reach(at + size, m->text_hi) ||
-			    !reach(m->text_lo, at + size) || !reach(m->text_hi, at))
+			if (!arena_reaches(m, at, size))
 				break;
 			a->rx = map_at(at, size, PROT_READ | PROT_EXEC, MAP_SHARED, fd);
 			if (!a->rx && (errno == EPERM || errno == EACCES || errno == ENOMEM)) {

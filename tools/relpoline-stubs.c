@@ -24,6 +24,16 @@
 
 #define ARENA_MAGIC "RELPOLINE ARENA"
 
+/* List the N decoded instructions if PRINT, then free them. */
+static void print_free(cs_insn *insn, size_t n, int print)
+{
+	if (print)
+		for (size_t j = 0; j < n; j++)
+			printf("    %" PRIx64 ":  %-6s %s\n", insn[j].address, insn[j].mnemonic, insn[j].op_str);
+	if (n)
+		cs_free(insn, n);
+}
+
 static int check_stub(csh cs, const uint8_t *code, size_t len, uint64_t at, int print)
 {
 	cs_insn *insn;
@@ -37,11 +47,7 @@ static int check_stub(csh cs, const uint8_t *code, size_t len, uint64_t at, int 
 	}
 	if (i + 2 != n || strcmp(insn[i].mnemonic, "push") || strcmp(insn[i + 1].mnemonic, "jmp"))
 		ok = 0;
-	if (print)
-		for (size_t j = 0; j < n; j++)
-			printf("    %" PRIx64 ":  %-6s %s\n", insn[j].address, insn[j].mnemonic, insn[j].op_str);
-	if (n)
-		cs_free(insn, n);
+	print_free(insn, n, print);
 	return ok ? pairs : -1;
 }
 
@@ -65,11 +71,7 @@ static int check_tree(csh cs, const uint8_t *code, size_t len, uint64_t at, int 
 	}
 	if (i + 2 != n || strcmp(insn[i].mnemonic, "push") || strcmp(insn[i + 1].mnemonic, "jmp"))
 		ok = 0;
-	if (print)
-		for (size_t j = 0; j < n; j++)
-			printf("    %" PRIx64 ":  %-6s %s\n", insn[j].address, insn[j].mnemonic, insn[j].op_str);
-	if (n)
-		cs_free(insn, n);
+	print_free(insn, n, print);
 	return ok ? nodes : -1;
 }
 
