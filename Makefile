@@ -22,14 +22,15 @@ NO_IDIOMS  := $(shell $(CC) -fno-tree-loop-distribute-patterns -E -x c /dev/null
 MOD_CFLAGS := $(BASE) -mgeneral-regs-only -fno-stack-protector -fno-builtin $(NO_IDIOMS) \
               -fcf-protection=none -fno-sanitize=all
 
-RT_SRCS  := src/config.c src/runtime.c src/learn.c src/policy.c src/stub.c \
-            src/patch.c src/module.c src/report.c src/alloc.c
-MOD_SRCS := src/record.c src/module_ctor.c
-MOD_ASM  := src/thunks.S
+# Two programs: src/module/ is linked (hidden) into every module built with
+# relpoline-cc; src/runtime/ is the one process-wide runtime.  docs/design.md
+# opens with the map.
+RT_SRCS  := $(wildcard src/runtime/*.c)
+MOD_SRCS := src/module/record.c src/module/module_ctor.c
 
-RT_OBJS  := $(RT_SRCS:src/%.c=$(B)/obj/%.o) $(B)/obj/epoch_inline.o
-MOD_OBJS := $(MOD_SRCS:src/%.c=$(B)/obj/mod/%.o) $(B)/obj/mod/thunks.o
-HDRS     := $(wildcard src/*.h) include/relpoline.h
+RT_OBJS  := $(RT_SRCS:src/runtime/%.c=$(B)/obj/runtime/%.o) $(B)/obj/runtime/epoch_inline.o
+MOD_OBJS := $(MOD_SRCS:src/module/%.c=$(B)/obj/module/%.o) $(B)/obj/module/thunks.o
+HDRS     := $(wildcard src/*/*.h) include/relpoline.h
 
 LIBS := -lpthread
 
@@ -37,21 +38,21 @@ all: $(B)/lib/librelpoline.so $(B)/lib/librelpoline.a $(B)/lib/relpoline-module.
      $(B)/bin/relpoline-cc $(B)/bin/relpoline-c++ $(B)/include/relpoline.h \
      $(B)/lib/pkgconfig/relpoline.pc $(B)/bin/relpoline-stubs
 
-$(B)/obj/%.o: src/%.c $(HDRS)
+$(B)/obj/runtime/%.o: src/runtime/%.c $(HDRS)
 	@mkdir -p $(dir $@)
 	$(CC) $(RT_CFLAGS) -c $< -o $@
 
-$(B)/obj/mod/%.o: src/%.c $(HDRS)
+$(B)/obj/module/%.o: src/module/%.c $(HDRS)
 	@mkdir -p $(dir $@)
 	$(CC) $(MOD_CFLAGS) -c $< -o $@
 
-$(B)/obj/epoch_inline.o: src/epoch_inline.S
+$(B)/obj/runtime/epoch_inline.o: src/runtime/epoch_inline.S
 	@mkdir -p $(dir $@)
 	$(CC) -c $< -o $@
 
-$(B)/obj/mod/thunks.o: src/thunks.S src/abi.h
+$(B)/obj/module/thunks.o: src/module/thunks.S src/module/abi.h
 	@mkdir -p $(dir $@)
-	$(CC) -Isrc -c $< -o $@
+	$(CC) -Isrc/module -c $< -o $@
 
 # The module object may reference nothing but the runtime's private ABI:
 # a libc call from the recorder could clobber the call's vector arguments.
@@ -62,9 +63,9 @@ $(B)/lib/relpoline-module.o: $(MOD_OBJS)
 	 if [ -n "$$bad" ]; then echo "relpoline-module.o must not call: $$bad" >&2; rm -f $@.tmp; exit 1; fi
 	mv $@.tmp $@
 
-$(B)/lib/librelpoline.so: $(RT_OBJS) src/relpoline.map
+$(B)/lib/librelpoline.so: $(RT_OBJS) src/runtime/relpoline.map
 	@mkdir -p $(dir $@)
-	$(CC) -shared -Wl,--version-script=src/relpoline.map -Wl,-soname,librelpoline.so.0 \
+	$(CC) -shared -Wl,--version-script=src/runtime/relpoline.map -Wl,-soname,librelpoline.so.0 \
 	    -Wl,-z,now $(SAN_CFLAGS) $(RT_OBJS) -o $@ $(LIBS)
 	ln -sf librelpoline.so $(B)/lib/librelpoline.so.0
 

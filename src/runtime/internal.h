@@ -6,7 +6,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
-#include "abi.h"
+#include "module/abi.h"
 #include "relpoline.h"
 
 #define RP_API __attribute__((visibility("default")))
