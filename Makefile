@@ -11,7 +11,7 @@ B       := build
 VERSION := 0.1.0
 
 WARN    := -Wall -Wextra -Wno-unused-parameter
-BASE    := -std=gnu11 -O2 -g -fPIC -fvisibility=hidden -D_GNU_SOURCE $(WARN) -Isrc -Iinclude
+BASE    := -DRP_VERSION=\"$(VERSION)\" -std=gnu11 -O2 -g -fPIC -fvisibility=hidden -D_GNU_SOURCE $(WARN) -Isrc -Iinclude
 # The runtime is never built with thunks: it is what provides them.
 RT_CFLAGS  := $(BASE) $(SAN_CFLAGS)
 # The per-module part runs inside the application's indirect calls: it must

@@ -60,13 +60,20 @@ void rp_sort(void *base, size_t n, size_t size, int (*cmp)(const void *, const v
  */
 int rp_fd_park(int fd);
 
-/* ---- logging, stats (report.c) ---- */
+/* ---- logging (report.c) ---- */
 void rp_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void rp_debug(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-extern struct relpoline_stats rp_stats;   /* updated under rp_lock, traps atomically */
+
+/* ---- process-wide state (core.c) ---- */
+extern pthread_mutex_t rp_lock;
+extern bool rp_enabled;         /* learning and promotion wanted (mode on, not disabled) */
+extern bool rp_exiting;
+extern uint64_t rp_start_ns;
+extern struct relpoline_stats rp_stats;   /* updated under rp_lock, or atomically */
 #define RP_STAT_ADD(f, n) __atomic_fetch_add(&rp_stats.f, (n), __ATOMIC_RELAXED)
-void rp_report_at_exit(void);
 uint64_t rp_now_ns(void);
+uint8_t rp_flags_wanted(void);
+void rp_stats_snapshot(struct relpoline_stats *out);
 
 /* ---- modules and sites (module.c) ---- */
 enum rp_site_kind { RP_SK_CALL, RP_SK_JMP, RP_SK_JCC };
@@ -132,19 +139,20 @@ struct rp_site {
 	bool seen;                  /* has had a sample (counted in sites_seen) */
 };
 
-extern pthread_mutex_t rp_lock;
-extern bool rp_enabled;         /* learning and promotion wanted (mode on, not disabled) */
-
 struct rp_module *rp_module_of(uint64_t addr);
 struct rp_site *rp_site_lookup(uint64_t addr);
 struct rp_site *rp_site_get(uint64_t addr);   /* its record, made on its first sample */
 void rp_site_seen(struct rp_site *s);
 void rp_sites_foreach(void (*fn)(struct rp_site *, void *), void *arg);
+void rp_modules_foreach(void (*fn)(struct rp_module *, void *), void *arg);
 void rp_module_set_flags(uint8_t flags);
-void rp_modules_after_fork(void);
-void rp_modules_reap(void);
-uint64_t rp_site_desired(const struct rp_site *s);
-uint64_t rp_site_desired_slot(const struct rp_site *s);
+bool rp_module_locate(struct rp_module_desc *d, struct rp_module *tmp);
+struct rp_module *rp_module_add(const struct rp_module *tmp, int *err);
+size_t rp_module_find_sites(struct rp_module *m);
+void rp_module_drop_sites(struct rp_module *m);
+void rp_module_retire(struct rp_module *m);
+bool rp_module_mapped(const struct rp_module *m);
+void rp_module_free(struct rp_module *m);
 
 /* ---- learning (learn.c) ---- */
 typedef void (*rp_sample_fn)(uint64_t site, uint64_t target, uint32_t meta, uint64_t count, void *arg);
@@ -202,11 +210,17 @@ int rp_patch_apply(struct rp_patch *p, size_t n);
 int rp_patch_sites(struct rp_module *m);
 void rp_patch_cell_reset(struct rp_site *s);
 
-/* ---- runtime (runtime.c) ---- */
+/* ---- a module's arrival, departure, fork (lifecycle.c) ---- */
+void rp_module_arrive(const struct rp_module *tmp);
+void rp_module_depart(struct rp_module *m);
+void rp_modules_reap(void);
+void rp_modules_after_fork(void);
+
+/* ---- the stats table and JSON (report.c) ---- */
+void rp_report_at_exit(void);
+
+/* ---- start-up, who runs epochs, fork, exit, public API (runtime.c) ---- */
 void rp_init(void);
-uint8_t rp_flags_wanted(void);
 int rp_epoch_locked(void);
-extern uint64_t rp_start_ns;
-extern bool rp_exiting;
 
 #endif

@@ -612,6 +612,33 @@ static void age(struct rp_site *s, void *arg)
 
 /* ---- the sync pass ---- */
 
+/* What the cell's compare slot should hold: its je target while a stub relies on it. */
+static uint64_t desired_slot(const struct rp_site *s)
+{
+	if (rp_enabled && s->state == RP_SS_PROMOTED && s->use_je)
+		return s->je_target;
+	return rp_cell_never(s->cell);
+}
+
+/* Where the site's cell jump should point, given its state and the global switches. */
+static uint64_t desired(const struct rp_site *s)
+{
+	const struct rp_module *m = s->mod;
+	if (!rp_enabled)
+		return m->thunk[s->reg];
+	switch (s->state) {
+	case RP_SS_PROMOTED:
+		return s->stub;
+	case RP_SS_PINNED:
+		return rp_cfg.fallback == RP_FB_INDIRECT ? m->indirect[s->reg] : m->plain[s->reg];
+	case RP_SS_LEARNING:
+		return s->cell + RP_CELL_ENTRY;
+	default:
+		return s->cur;
+	}
+}
+
+
 struct plan { struct rp_patch *p; size_t n, cap; };
 
 static void plan_site(struct rp_site *s, void *arg)
@@ -619,7 +646,7 @@ static void plan_site(struct rp_site *s, void *arg)
 	struct plan *pl = arg;
 	if (s->state == RP_SS_REJECTED || !s->mod->alive)
 		return;
-	uint64_t want = rp_site_desired(s), slot = rp_site_desired_slot(s);
+	uint64_t want = desired(s), slot = desired_slot(s);
 	if (want == s->cur && slot == s->slot)
 		return;
 	if (pl->n == pl->cap) {

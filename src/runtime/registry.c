@@ -1,5 +1,8 @@
 /*
- * Module registry and call-site identification.
+ * Module registry and call-site identification: which modules carry
+ * thunks, where their sites are, and the site records.  A mechanism: it
+ * calls nothing above it (runtime.c orchestrates a module's arrival,
+ * departure and fork from the top: cells, the one-time rewrite, policy).
  *
  * A module (the executable or a shared object built with relpoline-cc)
  * registers from its constructor.  Registration reads the module's
@@ -30,11 +33,6 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
-#if __has_include(<valgrind/valgrind.h>)
-#include <valgrind/valgrind.h>
-#else
-#define RUNNING_ON_VALGRIND 0
-#endif
 #include "internal.h"
 
 #define MAX_MODULES 256
@@ -124,26 +122,12 @@ struct rp_module *rp_module_of(uint64_t addr)
 	return NULL;
 }
 
-/*
- * fork child, single-threaded: private arenas, and every cell written again
- * from this process's own records (the parent may have changed the shared
- * copy after the fork).
- */
-void rp_modules_after_fork(void)
+/* Every registered module, alive or unloaded but not yet reaped; FN may free the one it gets. */
+void rp_modules_foreach(void (*fn)(struct rp_module *, void *), void *arg)
 {
-	for (unsigned i = 0; i < nmodules; i++) {
-		struct rp_module *m = modules[i];
-		if (!m)
-			continue;
-		rp_arena_after_fork(m);
-		for (size_t k = 0; k < m->nsites; k++) {
-			struct rp_site *s = rp_site_lookup(m->site_addr[k]);
-			if (s)
-				rp_patch_cell_reset(s);
-			else
-				rp_cell_reinit(m, k);
-		}
-	}
+	for (unsigned i = 0; i < nmodules; i++)
+		if (modules[i])
+			fn(modules[i], arg);
 }
 
 void rp_module_set_flags(uint8_t flags)
@@ -195,93 +179,68 @@ mine:
 	return 1;
 }
 
-static void register_sites(struct rp_module *m);
-
-RP_API void relpoline__register_module(struct rp_module_desc *d)
+/*
+ * Where the module of DESC lies (outside rp_lock: dl_iterate_phdr takes the
+ * loader's list lock), into *TMP.  False if its thunks are in no loaded
+ * object.
+ */
+bool rp_module_locate(struct rp_module_desc *d, struct rp_module *tmp)
 {
-	rp_init();
-	if (d->abi != RP_ABI || d->nregs != RP_NREGS) {
-		rp_warn("a module was built for another relpoline ABI (%u, runtime %u): "
-			"it keeps plain retpolines", d->abi, RP_ABI);
-		return;
-	}
-	/*
-	 * Built on the stack and copied under rp_lock: every allocation of the
-	 * runtime happens under rp_lock, so an epoch that a signal handler's
-	 * indirect call runs on this thread (RELPOLINE_THREAD=off) can never
-	 * find the allocator's own lock taken by the code it interrupted.
-	 */
-	struct rp_module tmp;
-	memset(&tmp, 0, sizeof(tmp));
-	tmp.desc = d;
-	tmp.base = (uint64_t)(uintptr_t)d->base;
+	memset(tmp, 0, sizeof(*tmp));
+	tmp->desc = d;
+	tmp->base = (uint64_t)(uintptr_t)d->base;
 	for (int i = 0; i < RP_NREGS; i++) {
-		tmp.thunk[i] = (uint64_t)(uintptr_t)d->thunk[i];
-		tmp.slow[i] = (uint64_t)(uintptr_t)d->slow[i];
-		tmp.plain[i] = (uint64_t)(uintptr_t)d->plain[i];
-		tmp.indirect[i] = (uint64_t)(uintptr_t)d->indirect[i];
+		tmp->thunk[i] = (uint64_t)(uintptr_t)d->thunk[i];
+		tmp->slow[i] = (uint64_t)(uintptr_t)d->slow[i];
+		tmp->plain[i] = (uint64_t)(uintptr_t)d->plain[i];
+		tmp->indirect[i] = (uint64_t)(uintptr_t)d->indirect[i];
 	}
-	/* Outside rp_lock: dl_iterate_phdr takes the loader's list lock. */
-	struct find_arg a = { &tmp, (uint64_t)(uintptr_t)d->thunk[0], false };
+	struct find_arg a = { tmp, (uint64_t)(uintptr_t)d->thunk[0], false };
 	dl_iterate_phdr(find_cb, &a);
-	if (!a.found || tmp.text_lo >= tmp.text_hi) {
-		rp_warn("cannot find the module of thunk %p: it keeps plain retpolines", d->thunk[0]);
-		return;
-	}
-	pthread_mutex_lock(&rp_lock);
-	struct rp_module *m = rp_alloc(sizeof(*m));
-	if (!m) {
-		pthread_mutex_unlock(&rp_lock);
-		rp_warn("out of memory: %s keeps plain retpolines", tmp.path);
-		return;
-	}
-	*m = tmp;
-	rp_modules_reap();
+	return a.found && tmp->text_lo < tmp->text_hi;
+}
+
+/*
+ * Enter the module located in TMP (under rp_lock; every allocation of the
+ * runtime happens under it).  NULL with -ENOMEM or -ENOSPC (all slots
+ * taken) in *ERR.
+ */
+struct rp_module *rp_module_add(const struct rp_module *tmp, int *err)
+{
 	unsigned slot = MAX_MODULES;
 	for (unsigned i = 0; i < MAX_MODULES; i++)
 		if (!modules[i]) { slot = i; break; }
 	if (slot == MAX_MODULES) {
-		rp_free(m);
-		pthread_mutex_unlock(&rp_lock);
-		rp_warn("more than %d modules: this one keeps plain retpolines", MAX_MODULES);
-		return;
+		*err = -ENOSPC;
+		return NULL;
 	}
+	struct rp_module *m = rp_alloc(sizeof(*m));
+	if (!m) {
+		*err = -ENOMEM;
+		return NULL;
+	}
+	*m = *tmp;
 	m->id = slot;
 	m->alive = true;
 	modules[slot] = m;
 	if (slot >= nmodules)
 		nmodules = slot + 1;
-	d->rt = m;
+	m->desc->rt = m;
 	rp_stats.modules++;
-	if (rp_cfg.mode == RP_MODE_ON && !RUNNING_ON_VALGRIND)
-		register_sites(m);
-	__atomic_store_n(d->flags, rp_flags_wanted(), __ATOMIC_RELEASE);
-	pthread_mutex_unlock(&rp_lock);
-	rp_debug("module %s registered: text %#lx-%#lx", m->path, (unsigned long)m->text_lo,
-		 (unsigned long)m->text_hi);
+	return m;
 }
 
-RP_API void relpoline__unregister_module(struct rp_module_desc *d)
+/*
+ * The module's code is going away (dlclose) or the process is exiting;
+ * its destructor cannot tell which.  Under rp_lock.  Its records stay
+ * until its text is gone (rp_module_free).
+ */
+void rp_module_retire(struct rp_module *m)
 {
-	struct rp_module *m = d->rt;
-	if (!m)
-		return;
-	pthread_mutex_lock(&rp_lock);
-	/*
-	 * Its code is going away (dlclose) or the process is exiting, and a
-	 * destructor cannot tell which: other threads may still be running
-	 * this module's cells and stubs (exit), so the arena and the site
-	 * records stay until its text is gone (rp_modules_reap).  Stop learning
-	 * there; its sites keep their cells' targets.  Stubs of other modules that jump into it stay
-	 * correct (they compare the live register); they go back to learning.
-	 */
-	__atomic_store_n(d->flags, 0, __ATOMIC_RELEASE);
+	__atomic_store_n(m->desc->flags, 0, __ATOMIC_RELEASE);
 	m->alive = false;
 	rp_stats.modules--;
-	rp_policy_forget_range(m->text_lo, m->text_hi);
-	rp_policy_sync();
-	d->rt = NULL;
-	pthread_mutex_unlock(&rp_lock);
+	m->desc->rt = NULL;
 }
 
 /* Is any byte of [lo, hi) still mapped?  mincore fails with ENOMEM on a hole. */
@@ -298,25 +257,20 @@ static bool mapped(uint64_t lo, uint64_t hi)
 	return false;
 }
 
-/*
- * Release what unregistered modules left: once their text is no longer
- * mapped (dlclose), nothing can reach their cells or stubs.  At exit the
- * text stays mapped, so arenas are never unmapped under running threads.
- * Under rp_lock.
- */
-void rp_modules_reap(void)
+/* Is the retired module M's text still mapped (not yet dlclosed)? */
+bool rp_module_mapped(const struct rp_module *m)
 {
-	for (unsigned i = 0; i < nmodules; i++) {
-		struct rp_module *m = modules[i];
-		if (!m || m->alive || rp_exiting || mapped(m->text_lo, m->text_hi))
-			continue;
-		map_drop_module(m);
-		rp_arena_release(m);
-		modules[i] = NULL;
-		rp_free(m->site_addr);
-		rp_free(m->site_reg);
-		rp_free(m);
-	}
+	return mapped(m->text_lo, m->text_hi);
+}
+
+/* Forget a retired module and its site records (under rp_lock; its arena is released already). */
+void rp_module_free(struct rp_module *m)
+{
+	map_drop_module(m);
+	modules[m->id] = NULL;
+	rp_free(m->site_addr);
+	rp_free(m->site_reg);
+	rp_free(m);
 }
 
 /* ---- the relocation list ---- */
@@ -461,12 +415,12 @@ static size_t list_sites(const struct rp_module *m, uint64_t **sites)
 }
 
 /*
- * Give every thunk site of M a cell and rewrite the sites to go through
- * them (patch.c, step A).  Runs in M's constructor, under rp_lock, before
- * any other thread can run M's code.  Site records are made later, on a
- * site's first sample (rp_site_get): most sites of a program never run.
+ * Find M's thunk sites (its relocation list, each site decoded) and keep
+ * them in M; returns how many.  Runs in M's constructor, under rp_lock.
+ * Site records are made later, on a site's first sample (rp_site_get):
+ * most sites of a program never run.
  */
-static void register_sites(struct rp_module *m)
+size_t rp_module_find_sites(struct rp_module *m)
 {
 	uint64_t *addr;
 	size_t n = list_sites(m, &addr), k = 0;
@@ -480,29 +434,22 @@ static void register_sites(struct rp_module *m)
 		rp_debug("module %s: no thunk sites in a relocation list: plain retpolines", m->path);
 		rp_free(addr);
 		rp_free(reg);
-		return;
+		return 0;
 	}
 	m->site_addr = addr;
 	m->site_reg = reg;
 	m->nsites = k;
-	int r = -1;
-	if (rp_cells_emit(m) == 0)
-		r = rp_patch_sites(m);
-	if (r < 0) {
-		if (m->arena.rx && m->cells)
-			rp_warn("cannot rewrite the call sites of %s (%s): its indirect calls keep "
-				"plain retpolines", m->path, strerror(-r));
-		else if (!m->arena.failed)
-			rp_warn("the stub arena of %s cannot hold its %zu call sites (RELPOLINE_ARENA_KB): "
-				"its indirect calls keep plain retpolines", m->path, k);
-		rp_free(addr);
-		rp_free(reg);
-		m->site_addr = NULL;
-		m->site_reg = NULL;
-		m->nsites = 0;
-		return;
-	}
-	rp_debug("module %s: %zu thunk sites rewritten to their cells", m->path, k);
+	return k;
+}
+
+/* M's sites could not be given cells or rewritten: it keeps plain retpolines. */
+void rp_module_drop_sites(struct rp_module *m)
+{
+	rp_free(m->site_addr);
+	rp_free(m->site_reg);
+	m->site_addr = NULL;
+	m->site_reg = NULL;
+	m->nsites = 0;
 }
 
 /*
@@ -553,30 +500,4 @@ void rp_site_seen(struct rp_site *s)
 		rp_stats.sites_call++;
 	else
 		rp_stats.sites_tail++;
-}
-
-/* What the cell's compare slot should hold: its je target while a stub relies on it. */
-uint64_t rp_site_desired_slot(const struct rp_site *s)
-{
-	if (rp_enabled && s->state == RP_SS_PROMOTED && s->use_je)
-		return s->je_target;
-	return rp_cell_never(s->cell);
-}
-
-/* Where the site's cell jump should point, given its state and the global switches. */
-uint64_t rp_site_desired(const struct rp_site *s)
-{
-	const struct rp_module *m = s->mod;
-	if (!rp_enabled)
-		return m->thunk[s->reg];
-	switch (s->state) {
-	case RP_SS_PROMOTED:
-		return s->stub;
-	case RP_SS_PINNED:
-		return rp_cfg.fallback == RP_FB_INDIRECT ? m->indirect[s->reg] : m->plain[s->reg];
-	case RP_SS_LEARNING:
-		return s->cell + RP_CELL_ENTRY;
-	default:
-		return s->cur;
-	}
 }

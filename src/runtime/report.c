@@ -16,8 +16,6 @@
 #include <unistd.h>
 #include "internal.h"
 
-struct relpoline_stats rp_stats = { .size = sizeof(struct relpoline_stats) };
-
 static void vlog(const char *kind, const char *fmt, va_list ap)
 {
 	char buf[512];
@@ -85,7 +83,7 @@ static int format_table(const struct relpoline_stats *s, char *buf, size_t len)
 {
 	size_t n = 0;
 #define P(...) n += (size_t)snprintf(buf + n, n < len ? len - n : 0, __VA_ARGS__)
-	P("relpoline %s stats (pid %d)\n", relpoline_version(), (int)getpid());
+	P("relpoline %s stats (pid %d)\n", RP_VERSION, (int)getpid());
 #define ROW(f, label) P("  %-34s %14llu\n", label, (unsigned long long)s->f);
 	FIELDS(ROW)
 	P("  %-34s %14s\n", "stub hits", "not counted");
@@ -116,8 +114,8 @@ static int format_table(const struct relpoline_stats *s, char *buf, size_t len)
 
 RP_API int relpoline_stats_print(int fd)
 {
-	struct relpoline_stats s = { .size = sizeof(s) };
-	relpoline_stats_get(&s);
+	struct relpoline_stats s;
+	rp_stats_snapshot(&s);
 	char buf[4096];
 	int n = format_table(&s, buf, sizeof(buf));
 	if (n > (int)sizeof(buf))
@@ -149,7 +147,7 @@ static void write_json(const struct relpoline_stats *s, const char *pattern)
 	size_t n = 0;
 	expand_path(pattern, path, sizeof(path));
 #define P(...) n += (size_t)snprintf(buf + n, n < sizeof(buf) ? sizeof(buf) - n : 0, __VA_ARGS__)
-	P("{\"version\": \"%s\", \"pid\": %d", relpoline_version(), (int)getpid());
+	P("{\"version\": \"%s\", \"pid\": %d", RP_VERSION, (int)getpid());
 #define J(fld, label) P(", \"%s\": %llu", #fld, (unsigned long long)s->fld);
 	FIELDS(J)
 #undef J
@@ -179,8 +177,8 @@ void rp_report_at_exit(void)
 {
 	if (!rp_cfg.stats)
 		return;
-	struct relpoline_stats s = { .size = sizeof(s) };
-	relpoline_stats_get(&s);
+	struct relpoline_stats s;
+	rp_stats_snapshot(&s);
 	if (rp_cfg.stats == 2)
 		write_json(&s, rp_cfg.stats_path);
 	else

@@ -34,11 +34,6 @@
 #endif
 #include "internal.h"
 
-pthread_mutex_t rp_lock = PTHREAD_MUTEX_INITIALIZER;
-bool rp_enabled;
-bool rp_exiting;
-uint64_t rp_start_ns;
-
 static pthread_once_t once = PTHREAD_ONCE_INIT;
 static pthread_cond_t wake;
 static bool worker_running;
@@ -51,24 +46,6 @@ uint64_t rp_inline_xsave_size;
 uint64_t rp_inline_allsigs = ~0ull;
 uint64_t rp_inline_oldmask;
 static uint64_t tsc0;              /* TSC at rp_start_ns, to turn epoch_ms into TSC ticks */
-
-uint64_t rp_now_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
-/* The thunks' flag byte every module should have now (under rp_lock). */
-uint8_t rp_flags_wanted(void)
-{
-	uint8_t f = 0;
-	if (rp_cfg.mode == RP_MODE_ON && rp_cfg.fallback == RP_FB_INDIRECT)
-		f |= RP_F_INDIRECT;
-	if (rp_enabled)
-		f |= RP_F_LEARN;
-	return f;
-}
 
 /* Under rp_lock.  The membarrier registration is slow: done once, off the start-up path. */
 static void ensure_patch_ready(void)
@@ -268,11 +245,46 @@ void rp_init(void)
 
 __attribute__((constructor)) static void rp_ctor(void) { pthread_once(&once, init_once); }
 
+/* ---- the module half's entry points (module_ctor.c) ---- */
+
+RP_API void relpoline__register_module(struct rp_module_desc *d)
+{
+	rp_init();
+	if (d->abi != RP_ABI || d->nregs != RP_NREGS) {
+		rp_warn("a module was built for another relpoline ABI (%u, runtime %u): "
+			"it keeps plain retpolines", d->abi, RP_ABI);
+		return;
+	}
+	/*
+	 * Located on the stack outside rp_lock (the loader's lock is taken
+	 * there), entered under it: every allocation of the runtime happens
+	 * under rp_lock, so an epoch that a signal handler's indirect call
+	 * runs on this thread (RELPOLINE_THREAD=off) can never find the
+	 * allocator's own lock taken by the code it interrupted.
+	 */
+	struct rp_module tmp;
+	if (!rp_module_locate(d, &tmp)) {
+		rp_warn("cannot find the module of thunk %p: it keeps plain retpolines", d->thunk[0]);
+		return;
+	}
+	pthread_mutex_lock(&rp_lock);
+	rp_module_arrive(&tmp);
+	pthread_mutex_unlock(&rp_lock);
+}
+
+RP_API void relpoline__unregister_module(struct rp_module_desc *d)
+{
+	pthread_mutex_lock(&rp_lock);
+	if (d->rt)
+		rp_module_depart(d->rt);
+	pthread_mutex_unlock(&rp_lock);
+}
+
 /* ---- public API ---- */
 
 RP_API const char *relpoline_version(void)
 {
-	return "0.1.0";
+	return RP_VERSION;
 }
 
 RP_API int relpoline_epoch(void)
