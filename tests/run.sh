@@ -517,5 +517,14 @@ for cc in $CCS; do
 	done
 done
 
+# Not per compiler: the runtime's files call only downward (docs/design.md, "Map").
+if selected layers; then
+	if r=$("$ROOT/scripts/check-layers.sh" "$B/obj/runtime" 2>&1); then
+		pass layers
+	else
+		fail layers "$(echo "$r" | head -n1)"
+	fi
+fi
+
 echo "$npass passed, $nfail failed"
 [ "$nfail" -eq 0 ]

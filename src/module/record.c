@@ -67,6 +67,18 @@ static int epoch_due(struct rp_ttab *t)
 	return due && __builtin_ia32_rdtsc() >= due;
 }
 
+/* One more foreseen sample in bucket E (META is its meta word); saturates. */
+static inline void pred_inc(struct rp_sample *e, uint32_t meta)
+{
+	if (RP_META_PRED(meta) < RP_META_PRED_MAX)
+		__atomic_store_n(&e->meta, meta + (1u << RP_META_PRED_SHIFT), __ATOMIC_RELAXED);
+}
+
+static struct rp_last *last_of(struct rp_ttab *t, uint64_t site)
+{
+	return &t->last[(unsigned)(site ^ (site >> 6)) & (RP_LAST_SIZE - 1)];
+}
+
 static uint32_t h30(uint64_t x) { return (uint32_t)((x * 0x9e3779b97f4a7c15ull) >> 34); }
 
 /*
@@ -79,15 +91,10 @@ static uint32_t h30(uint64_t x) { return (uint32_t)((x * 0x9e3779b97f4a7c15ull) 
  */
 static void predict(struct rp_ttab *t, struct rp_sample *e, unsigned i, uint64_t site, uint64_t target)
 {
-	struct rp_last *l = &t->last[(unsigned)(site ^ (site >> 6)) & (RP_LAST_SIZE - 1)];
+	struct rp_last *l = last_of(t, site);
 	if (l->site == site && l->target == target) {
-		/*
-		 * A repeat: any predictor with history foresees it.  The common
-		 * case of a site with one hot target, so it costs no more than this.
-		 */
-		uint32_t m = e->meta;
-		if (RP_META_PRED(m) < RP_META_PRED_MAX)
-			__atomic_store_n(&e->meta, m + (1u << RP_META_PRED_SHIFT), __ATOMIC_RELAXED);
+		/* A repeat whose bucket moved (a new generation): any predictor with history foresees it. */
+		pred_inc(e, e->meta);
 		l->prev = target;
 		l->idx = i;
 		return;
@@ -156,6 +163,25 @@ int __relpoline_record(struct rp_frame *f, unsigned idx)
 	uint64_t target = f->gpr[idx];
 	uint64_t site = (uint64_t)(uintptr_t)__ehdr_start + ((uint64_t)f->site_word & ~(uint64_t)RP_SITE_MISS & 0xffffffffu);
 	uint32_t meta = idx | (f->site_word < 0 ? RP_META_MISS : 0);
+
+	/*
+	 * A repeat of the site's last target, the common case of a site with
+	 * one hot target: its bucket is known, no hashing or probing.  The
+	 * bucket may have been cleared or reused since (a new generation), so
+	 * its key is checked; a miss sample is never predicted.
+	 */
+	struct rp_last *l = last_of(t, site);
+	if (l->site == site && l->target == target && !(meta & RP_META_MISS)) {
+		struct rp_sample *b = &t->e[l->idx];
+		uint32_t m = b->meta;
+		if (__atomic_load_n(&b->site, __ATOMIC_RELAXED) == site && b->target == target &&
+		    (m & RP_META_KEY) == meta) {
+			__atomic_store_n(&b->count, b->count + 1, __ATOMIC_RELAXED);
+			pred_inc(b, m);
+			l->prev = target;
+			goto out;
+		}
+	}
 
 	uint64_t h = (site ^ (target * 0x9e3779b97f4a7c15ull)) * 0xff51afd7ed558ccdull;
 	unsigned i = (unsigned)(h >> 53) & (RP_TTAB_SIZE - 1);
