@@ -18,6 +18,7 @@
 enum { RP_MODE_OFF, RP_MODE_ON };
 enum { RP_FB_RETPOLINE, RP_FB_INDIRECT };
 enum { RP_STUB_AUTO, RP_STUB_CHAIN, RP_STUB_TREE };
+enum { RP_LOG_STDERR, RP_LOG_FILE, RP_LOG_SYSLOG };
 
 struct rp_config {
 	long mode;
@@ -36,7 +37,7 @@ struct rp_config {
 	long arena_kb;
 	long thread;             /* 1: a worker thread runs epochs; 0: the slow path does */
 	long perf_map;
-	long log;                /* 0 stderr, 1 log_path */
+	long log;                /* RP_LOG_*: RP_LOG_FILE writes to log_path */
 	char log_path[512];
 	long verbose;
 };
@@ -60,9 +61,11 @@ void rp_sort(void *base, size_t n, size_t size, int (*cmp)(const void *, const v
  */
 int rp_fd_park(int fd);
 
-/* ---- logging, stats (report.c) ---- */
+/* ---- logging (log.c): where RELPOLINE_LOG says; rp_debug only with verbose ---- */
 void rp_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void rp_debug(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* ---- stats (report.c) ---- */
 extern struct relpoline_stats rp_stats;   /* updated under rp_lock, traps atomically */
 #define RP_STAT_ADD(f, n) __atomic_fetch_add(&rp_stats.f, (n), __ATOMIC_RELAXED)
 void rp_report_at_exit(void);
