@@ -9,9 +9,9 @@
 set -u
 DIR=${1:?usage: check-layers.sh build/obj/runtime}
 LAYERS=(
-	"config log"
 	"core"
 	"alloc"
+	"config log"
 	"registry"
 	"stub"
 	"patch"

@@ -177,6 +177,35 @@ warn_epoch_ms() {
 	grep -iq 'epoch_ms' "$1.err" && return 0
 	echo "no warning naming EPOCH_MS on stderr"; return 1
 }
+# a bad boolean: one warning naming it and every spelling a boolean takes
+warn_bool() {
+	local v
+	for v in 'RELPOLINE_VERBOSE=2' 'RELPOLINE_THREAD=true'; do
+		[ "$(grep -cF "relpoline: warning: $v is not valid (valid: 0|1|on|off|yes|no); using the default" "$1.err")" = 1 ] \
+			|| { echo "no single warning for $v naming 0|1|on|off|yes|no on stderr"; return 1; }
+	done
+}
+# unknown names: one warning each, with the nearest valid name; the values were not taken
+warn_unknown() {
+	local l n
+	for l in 'RELPOLINE_STAT is not a relpoline setting: ignored; did you mean RELPOLINE_STATS?' \
+		'RELPOLINE_EPOCHMS is not a relpoline setting: ignored; did you mean RELPOLINE_EPOCH_MS?'; do
+		n=$(grep -cxF "relpoline: warning: $l" "$1.err")
+		[ "$n" = 1 ] || { echo "$n lines '$l' on stderr, want 1"; return 1; }
+	done
+	n=$(grep -c '^relpoline: warning' "$1.err")
+	[ "$n" = 2 ] || { echo "$n relpoline warning lines, want 2"; return 1; }
+	if grep -q 'stats (pid' "$1.err"; then echo "RELPOLINE_STAT=1 printed the stats table"; return 1; fi
+}
+# empty values: a warning each that says so; the defaults stay (no stats table)
+warn_empty() {
+	local v
+	for v in STATS MODE PROMOTE_MIN; do
+		grep -q "^relpoline: warning: RELPOLINE_$v= is empty (valid: .*); using the default" "$1.err" \
+			|| { echo "no warning for the empty RELPOLINE_$v= on stderr"; return 1; }
+	done
+	if grep -q 'stats (pid' "$1.err"; then echo "RELPOLINE_STATS= printed the stats table"; return 1; fi
+}
 # exactly one relpoline warning line, and it says what happened
 one_degrade_warning() {
 	local n
@@ -414,6 +443,18 @@ for cc in $CCS; do
 	run_case "$cc" config-epoch-ms-bad t_config 60 warn_epoch_ms RELPOLINE_EPOCH_MS=-3 -- work promoted
 	run_case "$cc" config-mode-off t_config 60 "" RELPOLINE_MODE=off -- work none
 	run_case "$cc" config-mode-off-worker t_config 60 "" RELPOLINE_MODE=off RELPOLINE_EPOCH_MS=1 -- work none
+	# One boolean syntax: 0|1|on|off|yes|no in any case, for MODE as for the others.
+	run_case "$cc" config-mode-0 t_config 60 no_warning RELPOLINE_MODE=0 -- work none
+	run_case "$cc" config-mode-no t_config 60 no_warning RELPOLINE_MODE=No -- work none
+	run_case "$cc" config-bool-spellings t_config 60 no_warning RELPOLINE_MODE=YES RELPOLINE_THREAD=0 \
+		RELPOLINE_PERF_MAP=no RELPOLINE_VERBOSE=Off -- work promoted
+	run_case "$cc" config-bool-bad t_config 60 warn_bool RELPOLINE_VERBOSE=2 RELPOLINE_THREAD=true -- work promoted
+	run_case "$cc" config-unknown-name t_config 60 warn_unknown RELPOLINE_STAT=1 RELPOLINE_EPOCHMS=5 -- work promoted
+	# Variables of the compiler wrapper (tools/relpoline-cc), exported during a build: no warning.
+	run_case "$cc" config-wrapper-vars t_config 60 no_warning RELPOLINE_CC="$cc" RELPOLINE_CXX=g++ \
+		RELPOLINE_INCDIR=/nonexistent RELPOLINE_LIBDIR=/nonexistent RELPOLINE_JUMP_TABLES=1 -- work promoted
+	run_case "$cc" config-empty-value t_config 60 warn_empty RELPOLINE_STATS= RELPOLINE_MODE= \
+		RELPOLINE_PROMOTE_MIN= -- work promoted
 	run_case "$cc" exit-while-busy t_exit 120 "" RELPOLINE_EPOCH_MS=1 RELPOLINE_PROMOTE_MIN=16 \
 		RELPOLINE_RELEARN_MISSES=20 --
 	run_case "$cc" exit-while-busy-worker t_exit 120 "" RELPOLINE_THREAD=on RELPOLINE_EPOCH_MS=1 \
@@ -439,6 +480,7 @@ for cc in $CCS; do
 	rm -f "$OUT/logs/relpoline.log"
 	run_case "$cc" log-to-file t_config 60 log_in_file RELPOLINE_PROMOTE_MIN=lots \
 		"RELPOLINE_LOG=$OUT/logs/relpoline.log" -- work promoted
+	run_case "$cc" log-syslog t_config 60 "" -- syslog
 	run_case "$cc" stress t_stress 180 stress_report RELPOLINE_EPOCH_MS=1 RELPOLINE_PROMOTE_MIN=32 \
 		RELPOLINE_RELEARN_MISSES=50 RELPOLINE_MAX_VERSIONS=1000 RELPOLINE_ARENA_KB=65536 \
 		STRESS_SECONDS=$((150 * SCALE)) --

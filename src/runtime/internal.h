@@ -18,6 +18,7 @@
 enum { RP_MODE_OFF, RP_MODE_ON };
 enum { RP_FB_RETPOLINE, RP_FB_INDIRECT };
 enum { RP_STUB_AUTO, RP_STUB_CHAIN, RP_STUB_TREE };
+enum { RP_LOG_STDERR, RP_LOG_FILE, RP_LOG_SYSLOG };
 
 struct rp_config {
 	long mode;
@@ -36,7 +37,7 @@ struct rp_config {
 	long arena_kb;
 	long thread;             /* 1: a worker thread runs epochs; 0: the slow path does */
 	long perf_map;
-	long log;                /* 0 stderr, 1 log_path */
+	long log;                /* RP_LOG_*: RP_LOG_FILE writes to log_path */
 	char log_path[512];
 	long verbose;
 };
@@ -60,7 +61,7 @@ void rp_sort(void *base, size_t n, size_t size, int (*cmp)(const void *, const v
  */
 int rp_fd_park(int fd);
 
-/* ---- logging (report.c) ---- */
+/* ---- logging (log.c): where RELPOLINE_LOG says; rp_debug only with verbose ---- */
 void rp_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void rp_debug(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
@@ -72,7 +73,6 @@ extern uint64_t rp_start_ns;
 extern struct relpoline_stats rp_stats;   /* updated under rp_lock, or atomically */
 #define RP_STAT_ADD(f, n) __atomic_fetch_add(&rp_stats.f, (n), __ATOMIC_RELAXED)
 uint64_t rp_now_ns(void);
-uint8_t rp_flags_wanted(void);
 void rp_stats_snapshot(struct relpoline_stats *out);
 
 /* ---- modules and sites (module.c) ---- */
@@ -211,6 +211,7 @@ int rp_patch_sites(struct rp_module *m);
 void rp_patch_cell_reset(struct rp_site *s);
 
 /* ---- a module's arrival, departure, fork (lifecycle.c) ---- */
+uint8_t rp_flags_wanted(void);
 void rp_module_arrive(const struct rp_module *tmp);
 void rp_module_depart(struct rp_module *m);
 void rp_modules_reap(void);

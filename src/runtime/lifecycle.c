@@ -18,6 +18,17 @@
 #endif
 #include "internal.h"
 
+/* The thunks' flag byte every module should have now (under rp_lock). */
+uint8_t rp_flags_wanted(void)
+{
+	uint8_t f = 0;
+	if (rp_cfg.mode == RP_MODE_ON && rp_cfg.fallback == RP_FB_INDIRECT)
+		f |= RP_F_INDIRECT;
+	if (rp_enabled)
+		f |= RP_F_LEARN;
+	return f;
+}
+
 /*
  * Give every thunk site of M a cell and rewrite the sites to go through
  * them (patch.c, step A).  Runs in M's constructor, before any other

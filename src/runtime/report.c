@@ -1,6 +1,6 @@
 /*
- * Reporting: warnings, the stats table (RELPOLINE_STATS=1, or
- * relpoline_stats_print) and the JSON file (RELPOLINE_STATS=json:PATH).
+ * Reporting: the stats table (RELPOLINE_STATS=1, or relpoline_stats_print)
+ * and the JSON file (RELPOLINE_STATS=json:PATH).  Warnings are log.c's.
  * Hits on a stub are not counted: counting them would put a memory
  * increment on the path whose whole point is to cost a compare.
  *
@@ -10,48 +10,10 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 #include "internal.h"
-
-static void vlog(const char *kind, const char *fmt, va_list ap)
-{
-	char buf[512];
-	int n = snprintf(buf, sizeof(buf), "relpoline: %s", kind);
-	n += vsnprintf(buf + n, sizeof(buf) - (size_t)n - 1, fmt, ap);
-	if (n > (int)sizeof(buf) - 2)
-		n = (int)sizeof(buf) - 2;
-	buf[n++] = '\n';
-	int fd = 2;
-	if (rp_cfg.log == 1)
-		fd = open(rp_cfg.log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-	if (fd >= 0) {
-		ssize_t w = write(fd, buf, (size_t)n);
-		(void)w;
-		if (fd != 2)
-			close(fd);
-	}
-}
-
-void rp_warn(const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	vlog("warning: ", fmt, ap);
-	va_end(ap);
-}
-
-void rp_debug(const char *fmt, ...)
-{
-	if (!rp_cfg.verbose)
-		return;
-	va_list ap;
-	va_start(ap, fmt);
-	vlog("", fmt, ap);
-	va_end(ap);
-}
 
 #define FIELDS(X) \
 	X(modules, "modules with thunks") \
