@@ -367,10 +367,21 @@ for cc in $CCS; do
 	build "$cc" t_unshare "$OUT/t_unshare" "$T/t_unshare.c"
 	build "$cc" t_tailsteady "$OUT/t_tailsteady" "$T/t_tailsteady.c" -pthread
 	# Jump tables: only gcc makes them under its thunk flags (clang's
-	# retpoline mode never does), with RELPOLINE_JUMP_TABLES=1.
+	# retpoline mode never does), with RELPOLINE_JUMP_TABLES=Yes (the
+	# runtime's boolean syntax; a bad value must stop the build).
 	if [ "$cc" = gcc ]; then
-		run_build "$cc" t_jumptab env RELPOLINE_CC="$cc" RELPOLINE_JUMP_TABLES=1 "$RCC" $CFLAGS \
+		run_build "$cc" t_jumptab env RELPOLINE_CC="$cc" RELPOLINE_JUMP_TABLES=Yes "$RCC" $CFLAGS \
 			-o "$OUT/t_jumptab" "$T/t_jumptab.c"
+		if selected "$cc/wrapper-bad-bool"; then
+			if env RELPOLINE_CC="$cc" RELPOLINE_JUMP_TABLES=2 "$RCC" -c "$T/t_jumptab.c" \
+				-o "$OUT/bad.o" 2>"$OUT/logs/wrapper-bad-bool.err"; then
+				fail "$cc/wrapper-bad-bool" "RELPOLINE_JUMP_TABLES=2 was accepted"
+			elif grep -q 'valid: 0|1|on|off|yes|no' "$OUT/logs/wrapper-bad-bool.err"; then
+				pass "$cc/wrapper-bad-bool"
+			else
+				fail "$cc/wrapper-bad-bool" "no message naming the valid values"
+			fi
+		fi
 	fi
 	if [ "$SAN" != 1 ]; then # brings its own malloc: the sanitizers bring theirs
 		build "$cc" t_malloc "$OUT/t_malloc" "$T/t_malloc.c"
