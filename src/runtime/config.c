@@ -64,6 +64,8 @@ static const struct opt opts[] = {
 	  "on = a worker thread runs epochs; off = no thread, the slow path runs them" },
 	{ "perf_map", K_ENUM, O(perf_map), 0, 0, 1, bool_names,
 	  "1 = describe stubs in /tmp/perf-PID.map" },
+	{ "jitdump", K_ENUM, O(jitdump), 0, 0, 1, bool_names,
+	  "1 = describe stubs in jit-PID.dump ($JITDUMPDIR, default /tmp) for perf inject --jit" },
 	{ "log", K_LOG, O(log), 0, 0, 1, NULL,
 	  "where warnings go: stderr, or a file PATH (appended to)" },
 	{ "verbose", K_ENUM, O(verbose), 0, 0, 1, bool_names,
