@@ -3,7 +3,7 @@
  *   t_config api        relpoline_config_set/get on EVERY key of the
  *                       configuration table (src/config.c, the 17 keys of
  *                       ABI 3: "thread" and "log" are new, "write" is
- *                       gone): the default
+ *                       gone; "jitdump" came later): the default
  *                       reads back, valid values (the bounds of each range)
  *                       round-trip, bad values give -EINVAL and keep the
  *                       value, unknown names -ENOENT; case-insensitive
@@ -79,6 +79,7 @@ static struct key keys[] = {
 	{ "arena_kb", "4096", { "64", "1048576" }, { "63", "1048577", "x" }, "128" },
 	{ "thread", "off", { "on", "off" }, { "maybe", "2", "", "1" }, "on" },
 	{ "perf_map", "0", { "1", "0" }, { "2", "yes" }, "1" },
+	{ "jitdump", "0", { "1", "0" }, { "2", "maybe" }, "1" },
 	{ "log", "stderr", { log_good, "stderr" }, { "", LONG_PATH }, env_log },
 	{ "verbose", "0", { "1", "0" }, { "2", "on" }, "1" },
 };
@@ -200,6 +201,11 @@ static void run_envcheck(char **argv, const char *how)
 	int st = 0;
 	CHECK(pid > 0 && waitpid(pid, &st, 0) == pid, "fork/waitpid");
 	CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0, "env %s child: status %#x", how, st);
+	/* The good child ran with RELPOLINE_JITDUMP=1. */
+	char dump[600];
+	snprintf(dump, sizeof dump, "%s/jit-%d.dump", getenv("JITDUMPDIR") ? getenv("JITDUMPDIR") : "/tmp",
+		 (int)pid);
+	unlink(dump);
 	if (!err)
 		return;
 	static char text[65536];
