@@ -201,10 +201,12 @@ static void run_envcheck(char **argv, const char *how)
 	int st = 0;
 	CHECK(pid > 0 && waitpid(pid, &st, 0) == pid, "fork/waitpid");
 	CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0, "env %s child: status %#x", how, st);
-	/* The good child ran with RELPOLINE_JITDUMP=1. */
+	/* The good child ran with RELPOLINE_JITDUMP=1 and RELPOLINE_PERF_MAP=1. */
 	char dump[600];
 	snprintf(dump, sizeof dump, "%s/jit-%d.dump", getenv("JITDUMPDIR") ? getenv("JITDUMPDIR") : "/tmp",
 		 (int)pid);
+	unlink(dump);
+	snprintf(dump, sizeof dump, "/tmp/perf-%d.map", (int)pid);
 	unlink(dump);
 	if (!err)
 		return;
