@@ -4,7 +4,8 @@
 set -e
 # libclang-rt-14-dev: clang's sanitizer runtimes (make check-san), only a Recommends of clang.
 # gdb: tests/t_gdb.c runs a relpoline program under gdb with its default settings.
-pkgs="build-essential clang libclang-rt-14-dev libcapstone-dev pkg-config valgrind python3 binutils gdb"
+# linux-perf: tests/run.sh checks that perf report names the stubs (RELPOLINE_JITDUMP=1).
+pkgs="build-essential clang libclang-rt-14-dev libcapstone-dev pkg-config valgrind python3 binutils gdb linux-perf"
 case "${1:-}" in
 bench) pkgs="$pkgs gnuplot-nox" ;;
 esac

@@ -7,7 +7,8 @@
 #
 # Every case runs as its own process under timeout and prints one line,
 # "PASS <cc>/<case>" or "FAIL <cc>/<case> (reason)"; the last line is
-# "N passed, M failed".  Exit status 1 if anything failed.
+# "N passed, M failed" (", K skipped" if a case could not run here, see
+# below).  Exit status 1 if anything failed.
 #
 # Environment:
 #   TEST_CCS="gcc clang"   compilers to test (RELPOLINE_CC values)
@@ -19,6 +20,9 @@
 #   PATTERN                only cases whose "<cc>/<case>" matches a glob
 # Logs: build/tests/<cc>/logs/<case>.{out,err} (and build.log).
 # Needs gdb for gdb-default-settings (scripts/install-deps.sh installs it).
+# perf-report-names-stubs needs perf (linux-perf) and a kernel that lets this
+# user sample cpu-clock; without them it is reported as SKIP, and the summary
+# line says "N passed, M failed, K skipped".
 set -u
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -47,8 +51,11 @@ TREESTRESS_CALLS=${TREESTRESS_CALLS:-100000000}
 
 npass=0
 nfail=0
+nskip=0
 pass() { echo "PASS $1"; npass=$((npass + 1)); }
 fail() { echo "FAIL $1 ($2)"; nfail=$((nfail + 1)); }
+# Only where a tool the case needs cannot run here (never for a wrong result).
+skip() { echo "SKIP $1 ($2)"; nskip=$((nskip + 1)); }
 
 selected() {
 	[ ${#PATTERNS[@]} -eq 0 ] && return 0
@@ -270,6 +277,10 @@ log_in_file() {
 	grep -iq 'promote_min' "$OUT/logs/relpoline.log" 2>/dev/null && return 0
 	echo "no PROMOTE_MIN warning in $OUT/logs/relpoline.log"; return 1
 }
+# RELPOLINE_JITDUMP=1: the dumps of t_jitdump and its fork child against their snapshots
+jitdump_check() {
+	python3 "$T/jitdump_check.py" "$OUT/logs/jitdump"
+}
 stress_report() {
 	grep -E '^stress:' "$1.out" | sed 's/^/    info: /'
 	grep -E 'stopped|time limit' "$1.err" | sed 's/^/    info: /'
@@ -319,6 +330,45 @@ objdump_kinds() {
 	pass "$name"
 }
 
+# perf names the stubs: perf record -k mono on a program whose hot loop runs
+# through a chain stub, perf inject --jit with the runtime's jit-PID.dump,
+# then perf report must show relpoline_stub:<site>.  SKIP only if perf is not
+# installed or the kernel refuses a software cpu-clock event to this user
+# (perf_event_paranoid); docs/design.md has the same steps to run by hand.
+perf_names_stubs() {
+	local cc=$1
+	local name=$cc/perf-report-names-stubs
+	selected "$name" || return 0
+	if [ "${BUILT[$cc/t_jitdump]:-0}" != 1 ]; then fail "$name" "t_jitdump not built"; return; fi
+	if ! command -v perf >/dev/null; then skip "$name" "perf not installed (linux-perf)"; return; fi
+	local d=$OUT/logs/perf
+	rm -rf "$d" && mkdir -p "$d/buildid"
+	# Our own build-id cache: perf inject would put the jitted objects in ~/.debug.
+	local perf=(perf --buildid-dir "$d/buildid")
+	if ! "${perf[@]}" record -e cpu-clock -k mono -N -o "$d/probe.data" -- true >"$d/probe.log" 2>&1; then
+		skip "$name" "perf record -e cpu-clock refused: $(grep -m1 -iE 'error|permission|paranoid|not supported' "$d/probe.log")"
+		return
+	fi
+	local calls=50000000
+	[ "$SAN" = 1 ] && calls=20000000
+	if ! (cd "$OUT" && timeout -k 5 $((120 * SCALE)) env RELPOLINE_JITDUMP=1 JITDUMPDIR="$d" \
+		RELPOLINE_EPOCH_MS=0 RELPOLINE_PROMOTE_MIN=16 \
+		"${perf[@]}" record -e cpu-clock -k mono -N -o "$d/perf.data" -- ./t_jitdump hot $calls) \
+		>"$d/record.out" 2>"$d/record.err"; then
+		fail "$name" "perf record of t_jitdump hot failed: $(tail -n1 "$d/record.err")"; return
+	fi
+	if ! "${perf[@]}" inject --jit -i "$d/perf.data" -o "$d/perf.jit.data" >"$d/inject.log" 2>&1; then
+		fail "$name" "perf inject --jit failed: $(tail -n1 "$d/inject.log")"; return
+	fi
+	"${perf[@]}" report -i "$d/perf.jit.data" --stdio --sort dso,sym >"$d/report.txt" 2>"$d/report.err"
+	if ! grep -q '\[\.\] relpoline_stub:' "$d/report.txt"; then
+		fail "$name" "no relpoline_stub: symbol in perf report ($d/report.txt): $(grep -m3 '%' "$d/report.txt" | tr -s ' ' | tr '\n' ';')"
+		return
+	fi
+	pass "$name"
+	grep -E '\[\.\] relpoline_' "$d/report.txt" | head -n3 | sed 's/^ */    info: /'
+}
+
 for cc in $CCS; do
 	if [ "$SAN" = 1 ]; then OUT=$B/tests-san/$cc; else OUT=$B/tests/$cc; fi
 	mkdir -p "$OUT/logs"
@@ -360,6 +410,7 @@ for cc in $CCS; do
 	# The runtime's contract with the program (ABI 3): its malloc, fds, signals,
 	# SIGTRAP, memory protections, threads, exit, partial links.
 	build "$cc" t_fds "$OUT/t_fds" "$T/t_fds.c"
+	build "$cc" t_jitdump "$OUT/t_jitdump" "$T/t_jitdump.c"
 	build "$cc" t_sigblock "$OUT/t_sigblock" "$T/t_sigblock.c" -pthread
 	build "$cc" t_int3app "$OUT/t_int3app" "$T/t_int3app.c" -pthread
 	build "$cc" t_rwx "$OUT/t_rwx" "$T/t_rwx.c" -pthread
@@ -446,7 +497,8 @@ for cc in $CCS; do
 	for th in on off; do
 		run_case "$cc" crowded-dlopen-thread-$th t_crowd 60 "" "${DET[@]}" RELPOLINE_THREAD=$th -- ./tdl.so
 	done
-	run_case "$cc" config-api t_config 60 "" "${DET[@]}" -- api
+	mkdir -p "$OUT/logs/jitdump-config"
+	run_case "$cc" config-api t_config 60 "" "${DET[@]}" JITDUMPDIR="$OUT/logs/jitdump-config" -- api
 	run_case "$cc" config-default t_config 60 no_warning -- work promoted
 	run_case "$cc" config-mode-bogus t_config 60 warn_mode RELPOLINE_MODE=bogus -- work promoted
 	run_case "$cc" config-fallback-bogus t_config 60 warn_fallback RELPOLINE_FALLBACK=sideways -- work promoted
@@ -513,6 +565,17 @@ for cc in $CCS; do
 	run_case "$cc" fds-none-kept-thread-off t_fds 60 "" RELPOLINE_THREAD=off RELPOLINE_EPOCH_MS=1 \
 		RELPOLINE_PROMOTE_MIN=16 RELPOLINE_RELEARN_MISSES=50 -- promote
 	run_case "$cc" fds-closed-and-dup2 t_fds 60 "" "${DET[@]}" RELPOLINE_RELEARN_MISSES=50 -- closeall
+	# The jitdump file is opened, appended to and closed per record; only its marker mapping stays.
+	rm -rf "$OUT/logs/jitdump-fds" && mkdir -p "$OUT/logs/jitdump-fds"
+	for how in promote closeall; do
+		run_case "$cc" fds-$how-jitdump t_fds 60 "" "${DET[@]}" RELPOLINE_RELEARN_MISSES=50 \
+			RELPOLINE_JITDUMP=1 JITDUMPDIR="$OUT/logs/jitdump-fds" -- $how
+	done
+	# perf's jitdump: the file against the live code, the fork child's own file; then perf itself.
+	rm -rf "$OUT/logs/jitdump" && mkdir -p "$OUT/logs/jitdump"
+	run_case "$cc" jitdump-file-and-fork t_jitdump 60 jitdump_check "${DET[@]}" RELPOLINE_JITDUMP=1 \
+		JITDUMPDIR="$OUT/logs/jitdump" -- dump
+	perf_names_stubs "$cc"
 	run_case "$cc" fds-closed-and-dup2-worker t_fds 60 "" RELPOLINE_THREAD=on RELPOLINE_EPOCH_MS=1 \
 		RELPOLINE_PROMOTE_MIN=16 RELPOLINE_RELEARN_MISSES=50 -- closeall
 	run_case "$cc" sigblock-handler-full-mask t_sigblock 60 "" "${BUSY[@]}" -- handler
@@ -579,5 +642,9 @@ if selected layers; then
 	fi
 fi
 
-echo "$npass passed, $nfail failed"
+if [ "$nskip" -gt 0 ]; then
+	echo "$npass passed, $nfail failed, $nskip skipped"
+else
+	echo "$npass passed, $nfail failed"
+fi
 [ "$nfail" -eq 0 ]

@@ -3,7 +3,7 @@
  *   t_config api        relpoline_config_set/get on EVERY key of the
  *                       configuration table (src/runtime/config.c, the 17
  *                       keys of ABI 3: "thread" and "log" are new, "write"
- *                       is gone): the default
+ *                       is gone; "jitdump" came later): the default
  *                       reads back, valid values (the bounds of each range)
  *                       round-trip, bad values give -EINVAL and keep the
  *                       value, unknown names -ENOENT; case-insensitive
@@ -119,6 +119,7 @@ static struct key keys[] = {
 	{ "arena_kb", "4096", { "64", "1048576" }, { "63", "1048577", "x" }, "128", 0 },
 	{ "thread", "off", { 0 }, { "maybe", "2", "", "false", "o", "offf" }, "yes", 1 },
 	{ "perf_map", "off", { 0 }, { "2", "", "enable", "-0" }, "1", 1 },
+	{ "jitdump", "off", { 0 }, { "2", "", "maybe" }, "1", 1 },
 	{ "log", "stderr", { log_good, "syslog", "stderr" }, { "", LONG_PATH }, env_log, 0 },
 	{ "verbose", "off", { 0 }, { "2", "", "On1", "nope" }, "ON", 1 },
 };
@@ -353,6 +354,13 @@ static void run_envcheck(char **argv, const char *how)
 	int st = 0;
 	CHECK(pid > 0 && waitpid(pid, &st, 0) == pid, "fork/waitpid");
 	CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0, "env %s child: status %#x", how, st);
+	/* The good child ran with RELPOLINE_JITDUMP=1 and RELPOLINE_PERF_MAP=1. */
+	char dump[600];
+	snprintf(dump, sizeof dump, "%s/jit-%d.dump", getenv("JITDUMPDIR") ? getenv("JITDUMPDIR") : "/tmp",
+		 (int)pid);
+	unlink(dump);
+	snprintf(dump, sizeof dump, "/tmp/perf-%d.map", (int)pid);
+	unlink(dump);
 	if (!err)
 		return;
 	static char text[65536];

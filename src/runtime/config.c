@@ -69,6 +69,8 @@ static const struct opt opts[] = {
 	  "on = a worker thread runs epochs; off = no thread, the slow path runs them" },
 	{ "perf_map", K_BOOL, O(perf_map), 0, 0, 1, NULL,
 	  "on = describe stubs in /tmp/perf-PID.map" },
+	{ "jitdump", K_BOOL, O(jitdump), 0, 0, 1, NULL,
+	  "on = describe stubs in jit-PID.dump ($JITDUMPDIR, default /tmp) for perf inject --jit" },
 	{ "log", K_LOG, O(log), RP_LOG_STDERR, 0, 2, NULL,
 	  "where warnings go: stderr, a file PATH (appended to) or syslog (/dev/log)" },
 	{ "verbose", K_BOOL, O(verbose), 0, 0, 1, NULL,

@@ -37,6 +37,7 @@ struct rp_config {
 	long arena_kb;
 	long thread;             /* 1: a worker thread runs epochs; 0: the slow path does */
 	long perf_map;
+	long jitdump;            /* 1: jit-PID.dump for perf inject --jit (perf.c) */
 	long log;                /* RP_LOG_*: RP_LOG_FILE writes to log_path */
 	char log_path[512];
 	long verbose;
@@ -196,6 +197,17 @@ void rp_arena_release(struct rp_module *m);
 void rp_arena_after_fork(struct rp_module *m);
 bool rp_arena_emitted(void);   /* new code since the last call */
 bool rp_reach(uint64_t from, uint64_t to);   /* a rel32 branch at FROM can reach TO */
+
+/* ---- naming generated code for profilers (perf.c) ---- */
+enum rp_code_kind { RP_CODE_CELLS, RP_CODE_STUB, RP_CODE_TREE };
+bool rp_perf_wanted(void);
+/* LEN bytes of code of KIND at AT (RX) in M's arena; SITE: the stub's site (0 for cells). */
+void rp_perf_code(const struct rp_module *m, enum rp_code_kind kind, uint64_t site, uint64_t at,
+		  size_t len);
+
+/* ---- symbols (symbols.c) ---- */
+/* "function+0xOFF" (or "module+0xOFF") for ADDR, NUL-terminated in BUF. */
+void rp_symbolize(uint64_t addr, char *buf, size_t len);
 
 /* ---- patching (patch.c) ---- */
 struct rp_patch {

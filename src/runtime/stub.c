@@ -43,6 +43,7 @@
 
 #define STUB_MAGIC 0x534c5052u  /* "RPLS" little-endian */
 #define CELLS_MAGIC 0x434c5052u /* "RPLC" */
+#define TREE_MAGIC 0x544c5052u  /* "RPLT" */
 #define ARENA_MAGIC "RELPOLINE ARENA"
 #define REACH ((int64_t)0x7fffffff - (1 << 20))
 
@@ -338,6 +339,40 @@ static int arena_init(struct rp_module *m)
 }
 
 /*
+ * A fork child's private copy is a new mapping at the old address, and to
+ * a profiler it hides what the parent's code there was called: describe
+ * every block of the copy again (perf.c writes to the child's own files).
+ * Every block starts 16 bytes after its header (16-aligned); space that a
+ * refused emission left unused is zero and skipped.
+ */
+static void arena_describe(const struct rp_module *m)
+{
+	const uint8_t *p = m->arena.rx;
+	size_t used = m->arena.used;
+	for (size_t off = 64; off + 16 <= used;) {
+		uint32_t magic, n;
+		uint16_t code, k;
+		uint64_t site, at = (uint64_t)(uintptr_t)(p + off + 16);
+		size_t block = 16;
+		memcpy(&magic, p + off, 4);
+		if (magic == CELLS_MAGIC) {
+			memcpy(&n, p + off + 4, 4);
+			block += (RP_CELL_SIZE + 8) * (size_t)n;
+			if (off + block <= used)
+				rp_perf_code(m, RP_CODE_CELLS, 0, at, RP_CELL_SIZE * (size_t)n);
+		} else if (magic == STUB_MAGIC || magic == TREE_MAGIC) {
+			memcpy(&code, p + off + 4, 2);
+			memcpy(&k, p + off + 6, 2);
+			memcpy(&site, p + off + 8, 8);
+			block += ((code + 7u) & ~7u) + 8 * (size_t)k;
+			if (off + block <= used)
+				rp_perf_code(m, magic == TREE_MAGIC ? RP_CODE_TREE : RP_CODE_STUB, site, at, code);
+		}
+		off = (off + block + 15) & ~(size_t)15;
+	}
+}
+
+/*
  * fork(): the child inherits the arena as MAP_SHARED memory.  Parent and
  * child would then write their new stubs at the same offsets of the same
  * pages, each overwriting stubs and cells the other is running.  So the
@@ -360,6 +395,8 @@ void rp_arena_after_fork(struct rp_module *m)
 			munmap(a->rw, a->size);
 			close(fd);
 			a->rw = rw;
+			if (rp_perf_wanted())
+				arena_describe(m);
 			return;
 		}
 		munmap(rw, a->size);
@@ -424,23 +461,6 @@ static void emit_miss(uint8_t *w, uint64_t x, const struct rp_module *m, const s
 	put32(w + 1, (int64_t)(int32_t)((uint32_t)(s->addr - m->base) | RP_SITE_MISS));
 	w[5] = 0xe9;
 	put32(w + 6, (int64_t)(m->slow[s->reg] - (x + 10)));
-}
-
-/* RELPOLINE_PERF_MAP=1: one line per code blob, opened and closed each time (no descriptor kept). */
-static void perf_map(uint64_t at, size_t len, const char *what, uint64_t site)
-{
-	if (!rp_cfg.perf_map)
-		return;
-	char path[64], line[128];
-	snprintf(path, sizeof(path), "/tmp/perf-%d.map", (int)getpid());
-	int n = snprintf(line, sizeof(line), "%lx %zx relpoline_%s_%lx\n", (unsigned long)at, len,
-			 what, (unsigned long)site);
-	int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-	if (fd >= 0) {
-		ssize_t w = write(fd, line, (size_t)n);
-		(void)w;
-		close(fd);
-	}
 }
 
 /* cmp slot(%rip),%R at X (written at C), slot at absolute address SLOT.  7 bytes. */
@@ -525,7 +545,7 @@ int rp_cells_emit(struct rp_module *m)
 	for (size_t i = 0; i < n; i++)
 		cell_init(m, i, w + 16 + RP_CELL_SIZE * i);
 	emitted = true;
-	perf_map(m->cells, RP_CELL_SIZE * n, "cells", m->base);
+	rp_perf_code(m, RP_CODE_CELLS, 0, m->cells, RP_CELL_SIZE * n);
 	return 0;
 }
 
@@ -571,7 +591,7 @@ uint64_t rp_stub_emit(struct rp_module *m, struct rp_site *s, const uint64_t *ta
 	*used = k;
 	rp_stats.stubs_emitted++;
 	emitted = true;
-	perf_map(entry, total - 16, "stub", s->addr);
+	rp_perf_code(m, RP_CODE_STUB, s->addr, entry, code);
 	return entry;
 }
 
@@ -597,8 +617,6 @@ uint64_t rp_stub_emit(struct rp_module *m, struct rp_site *s, const uint64_t *ta
  * (expected compares per hit; Knuth's O(n^2) dynamic programme), so hot
  * targets sit near the root.  Only flags are clobbered, as in a chain.
  */
-#define TREE_MAGIC 0x544c5052u  /* "RPLT" */
-
 struct tree {
 	const uint64_t *key;   /* sorted targets */
 	uint16_t *root;        /* root[i * (n + 1) + j]: root of keys [i, j) */
@@ -782,7 +800,7 @@ uint64_t rp_tree_emit(struct rp_module *m, struct rp_site *s, const uint64_t *ta
 	*used = k;
 	rp_stats.stubs_emitted++;
 	emitted = true;
-	perf_map(entry, 16 + slots_off + 8 * k - 16, "tree", s->addr);
+	rp_perf_code(m, RP_CODE_TREE, s->addr, entry, code);
 out:
 	rp_free(v);
 	rp_free(root);
