@@ -312,6 +312,7 @@ void rp_modules_reap(void)
 			continue;
 		map_drop_module(m);
 		rp_arena_release(m);
+		rp_symbols_forget(m);
 		modules[i] = NULL;
 		rp_free(m->site_addr);
 		rp_free(m->site_reg);
