@@ -8,7 +8,8 @@
 t_sites report makes these sites, in this order of samples (see t_sites.c):
 site_two 530 (fa 60%, fb 40%, 30 misses on fc), site_wide 400 (pinned for
 coverage, 20 targets), site_tail 300 (jmp, fc), site_jcc 200 (jcc, fd),
-libtsites.so's site_a, site_b, site_t 70 each (t0), site_cold 20 (fa).
+libtsites.so's site_a, site_b, site_t 70 each (t0), site_cold 20 (fa),
+site_libc 18 (libc's labs, out of any stub's reach: pinned).
 Prints the first problem and exits 1.
 """
 import json
@@ -25,6 +26,7 @@ WANT = [
     ("site_b", 70, 0, "call", "libtsites.so", ("chain", "tree"), [("t0", 1.0)], ""),
     ("site_t", 70, 0, "jmp", "libtsites.so", ("chain", "tree"), [("t0", 1.0)], ""),
     ("site_cold", 20, 0, "call", "t_sites", ("chain", "tree"), [("fa", 1.0)], ""),
+    ("site_libc", 18, 0, "call", "t_sites", ("pinned",), [("labs", 1.0)], "no stub could be made"),
 ]
 
 

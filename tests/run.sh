@@ -233,7 +233,11 @@ stats_json_pid() {
 # the per-site report of t_sites (tests/check_sites.py says what it must hold)
 sites_table() { python3 "$T/check_sites.py" table "$1.err"; }
 sites_table_top() { python3 "$T/check_sites.py" table "$1.err" 2; }
-sites_json() { python3 "$T/check_sites.py" json "$OUT/logs/sites.json"; }
+sites_json() {
+	python3 -m json.tool "$OUT/logs/sites.json" >/dev/null 2>"$1.json-err" ||
+		{ echo "invalid JSON in $OUT/logs/sites.json: $(head -n1 "$1.json-err")"; return 1; }
+	python3 "$T/check_sites.py" json "$OUT/logs/sites.json"
+}
 sites_cap() { python3 "$T/check_sites.py" cap "$1.err"; }
 # a stats file that cannot be written gets one warning that says so
 warn_stats_write() {

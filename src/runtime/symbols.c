@@ -498,15 +498,16 @@ void rp_symbolize(uint64_t addr, char *buf, size_t len)
 	if (!buf || !len)
 		return;
 	const struct rp_syms *y = NULL;
-	uint64_t vaddr = 0;
-	bool known = false;             /* VADDR is meaningful */
-	const char *base = NULL;
-	char tmp[64];
+	const char *base = NULL;        /* the file's name, when Y could not be made */
+	uint64_t vaddr = 0, off = 0;
+	bool in_file = false;           /* VADDR is ADDR's place in a known file */
+	bool elf_vaddr = false;         /* ... and an ELF virtual address, not a file offset */
+	char tmp[128];
 	struct rp_module *m = rp_module_of(addr);
 	if (m) {
 		y = module_syms(m);
 		vaddr = addr - m->bias;
-		known = true;
+		in_file = elf_vaddr = true;
 		if (!y) {
 			set_base(tmp, sizeof(tmp), m->path);
 			base = tmp;
@@ -514,25 +515,24 @@ void rp_symbolize(uint64_t addr, char *buf, size_t len)
 	} else {
 		const struct mapping *mp = mapping_of(addr);
 		if (mp) {
-			uint64_t off = addr - mp->lo + mp->off;
+			uint64_t foff = addr - mp->lo + mp->off;
 			y = file_syms(mp);
-			known = y && off_to_vaddr(y, off, &vaddr);
-			if (!known)
-				vaddr = off;   /* no program header says better: the file offset */
-			known = true;
+			elf_vaddr = y && off_to_vaddr(y, foff, &vaddr);
+			if (!elf_vaddr)
+				vaddr = foff;   /* no program header maps it: say where it is in the file */
+			in_file = true;
 			if (!y) {
 				set_base(tmp, sizeof(tmp), maps_paths + mp->path);
 				base = tmp;
 			}
 		}
 	}
-	uint64_t off;
-	const char *name = y && known ? sym_at(y, vaddr, &off) : NULL;
+	const char *name = y && elf_vaddr ? sym_at(y, vaddr, &off) : NULL;
 	if (name && off)
 		snprintf(buf, len, "%s+%#lx", name, (unsigned long)off);
 	else if (name)
 		snprintf(buf, len, "%s", name);
-	else if (known && (y || base))
+	else if (in_file)
 		snprintf(buf, len, "%s+%#lx", y ? y->base : base, (unsigned long)vaddr);
 	else
 		snprintf(buf, len, "%#lx", (unsigned long)addr);
