@@ -79,7 +79,7 @@ $(B)/bin/relpoline-cc: tools/relpoline-cc
 
 $(B)/bin/relpoline-stubs: tools/relpoline-stubs.c
 	@mkdir -p $(dir $@)
-	$(CC) -std=gnu11 -O2 -Wall -Wextra $< -o $@ -lcapstone
+	$(CC) -std=gnu11 -O2 -Wall -Wextra $< -o $@ -lcapstone -ldw -lelf
 
 $(B)/bin/relpoline-c++: $(B)/bin/relpoline-cc
 	ln -sf relpoline-cc $@

@@ -266,6 +266,15 @@ stats_json_pid() {
 	python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); sys.exit(0 if d["sites_promoted"] >= 3 and str(d["pid"]) in sys.argv[1] else 1)' "$f" \
 		|| { echo "$f: invalid JSON, no promotions or another pid"; return 1; }
 }
+# the per-site report of t_sites (tests/check_sites.py says what it must hold)
+sites_table() { python3 "$T/check_sites.py" table "$1.err"; }
+sites_table_top() { python3 "$T/check_sites.py" table "$1.err" 2; }
+sites_json() {
+	python3 -m json.tool "$OUT/logs/sites.json" >/dev/null 2>"$1.json-err" ||
+		{ echo "invalid JSON in $OUT/logs/sites.json: $(head -n1 "$1.json-err")"; return 1; }
+	python3 "$T/check_sites.py" json "$OUT/logs/sites.json"
+}
+sites_cap() { python3 "$T/check_sites.py" cap "$1.err"; }
 # a stats file that cannot be written gets one warning that says so
 warn_stats_write() {
 	grep -q '^relpoline: warning: cannot write stats to /dev/full' "$1.err" && return 0
@@ -404,6 +413,8 @@ for cc in $CCS; do
 	if [ "${BUILT[$cc/libtsites.so]}" = 1 ]; then
 		build "$cc" t_shlib "$OUT/t_shlib" "$T/t_shlib.c" -L"$OUT" -ltsites \
 			-Wl,-rpath,"$OUT" -ldl
+		# The per-site report, relpoline-stubs and capped sites (a site in libtsites.so too).
+		build "$cc" t_sites "$OUT/t_sites" "$T/t_sites.c" -L"$OUT" -ltsites -Wl,-rpath,"$OUT"
 	fi
 	build "$cc" t_crowd "$OUT/t_crowd" "$T/t_crowd.c" -pthread -ldl
 
@@ -540,6 +551,19 @@ for cc in $CCS; do
 	run_case "$cc" stats-json-pid t_stats 60 stats_json_pid "${DET[@]}" \
 		"RELPOLINE_STATS=json:$OUT/logs/stats-pid-%p.json" --
 	run_case "$cc" stats-json-write-fails t_stats 60 warn_stats_write "${DET[@]}" RELPOLINE_STATS=json:/dev/full --
+	# Per-site report (RELPOLINE_STATS=sites, the JSON's sites, STATS_TOP), relpoline-stubs on a
+	# live process, and a site that has used all its stub versions (tests/check_sites.py).
+	SITES=("${DET[@]}" RELPOLINE_MAX_TARGETS=16 RELPOLINE_MIN_COVERAGE=90)
+	run_case "$cc" sites-table t_sites 60 sites_table "${SITES[@]}" RELPOLINE_STATS=sites -- report
+	run_case "$cc" sites-table-top t_sites 60 sites_table_top "${SITES[@]}" RELPOLINE_STATS=sites \
+		RELPOLINE_STATS_TOP=2 -- report
+	rm -f "$OUT/logs/sites.json"
+	run_case "$cc" sites-json t_sites 60 sites_json "${SITES[@]}" "RELPOLINE_STATS=json:$OUT/logs/sites.json" \
+		-- report
+	run_case "$cc" sites-capped t_sites 60 sites_cap "${SITES[@]}" RELPOLINE_MAX_VERSIONS=2 \
+		RELPOLINE_RELEARN_MISSES=100 RELPOLINE_PIN_EPOCHS=3 RELPOLINE_VERBOSE=1 RELPOLINE_STATS=sites -- cap
+	run_case "$cc" sites-relpoline-stubs t_sites 60 "" "${SITES[@]}" RELPOLINE_RELEARN_MISSES=100 \
+		RP_STUBS_TOOL="$B/bin/relpoline-stubs" -- stubs
 	rm -f "$OUT/logs/relpoline.log"
 	run_case "$cc" log-to-file t_config 60 log_in_file RELPOLINE_PROMOTE_MIN=lots \
 		"RELPOLINE_LOG=$OUT/logs/relpoline.log" -- work promoted

@@ -45,8 +45,10 @@ static const struct opt opts[] = {
 	  "what a miss or an unpromoted site runs" },
 	{ "stub", K_ENUM, O(stub), RP_STUB_AUTO, 0, 2, stub_names,
 	  "stub kind: auto = the cost model chooses chain, tree or fallback per site" },
-	{ "stats", K_STATS, O(stats), 0, 0, 2, NULL,
-	  "0, 1 (table on stderr at exit) or json:PATH" },
+	{ "stats", K_STATS, O(stats), RP_STATS_OFF, 0, 3, NULL,
+	  "0, 1 (table on stderr at exit), sites (and a table per site) or json:PATH" },
+	{ "stats_top", K_LONG, O(stats_top), 20, 0, 1000000, NULL,
+	  "sites listed by STATS=sites and in the JSON, most samples first; 0 = all" },
 	{ "epoch_ms", K_LONG, O(epoch_ms), 10, 0, 60000, NULL,
 	  "worker period; 0 = no worker, only relpoline_epoch()" },
 	{ "promote_min", K_LONG, O(promote_min), 256, 1, 4000000000L, NULL,
@@ -99,7 +101,7 @@ static void valid_values(const struct opt *o, char *buf, size_t len)
 		for (int i = 0; o->names[i]; i++)
 			n += snprintf(buf + n, n < len ? len - n : 0, "%s%s", i ? "|" : "", o->names[i]);
 	} else if (o->kind == K_STATS) {
-		snprintf(buf, len, "0|1|json:PATH (%%p: the pid)");
+		snprintf(buf, len, "0|1|sites|json:PATH (%%p: the pid)");
 	} else if (o->kind == K_LOG) {
 		snprintf(buf, len, "stderr|PATH|syslog");
 	} else {
@@ -144,10 +146,11 @@ static int parse(const struct opt *o, const char *v, long *out, char *path, size
 	}
 	if (o->kind == K_STATS) {
 		if (!strcmp(v, "0")) { *out = 0; return 0; }
-		if (!strcmp(v, "1")) { *out = 1; return 0; }
+		if (!strcmp(v, "1")) { *out = RP_STATS_TABLE; return 0; }
+		if (!strcasecmp(v, "sites")) { *out = RP_STATS_SITES; return 0; }
 		if (!strncasecmp(v, "json:", 5) && v[5] && strlen(v + 5) < plen) {
 			snprintf(path, plen, "%s", v + 5);
-			*out = 2;
+			*out = RP_STATS_JSON;
 			return 0;
 		}
 		return -EINVAL;
@@ -197,7 +200,7 @@ int rp_config_set(const char *name, const char *value, bool from_env)
 		return r;
 	}
 	*slot(o) = x;
-	if (o->kind == K_STATS && x == 2)
+	if (o->kind == K_STATS && x == RP_STATS_JSON)
 		memcpy(rp_cfg.stats_path, path, sizeof(path));
 	if (o->kind == K_LOG && x == RP_LOG_FILE)
 		memcpy(rp_cfg.log_path, path, sizeof(path));
@@ -356,7 +359,8 @@ int rp_config_get(const char *name, char *buf, size_t len)
 	else if (o->kind == K_ENUM)
 		n = snprintf(buf, len, "%s", o->names[x]);
 	else if (o->kind == K_STATS)
-		n = x == 2 ? snprintf(buf, len, "json:%s", rp_cfg.stats_path) : snprintf(buf, len, "%ld", x);
+		n = x == RP_STATS_JSON ? snprintf(buf, len, "json:%s", rp_cfg.stats_path)
+		  : x == RP_STATS_SITES ? snprintf(buf, len, "sites") : snprintf(buf, len, "%ld", x);
 	else if (o->kind == K_LOG)
 		n = snprintf(buf, len, "%s", x == RP_LOG_FILE ? rp_cfg.log_path :
 					     x == RP_LOG_SYSLOG ? "syslog" : "stderr");

@@ -13,19 +13,23 @@
 #define RP_MAX_TARGETS_LIMIT 256   /* targets in one stub (a tree) */
 #define RP_CHAIN_MAX 32            /* targets in one chain: beyond, a tree is always cheaper */
 #define RP_ACC_MAX 512             /* distinct targets tracked per site and window */
+#define RP_SITE_TOP 4              /* targets per site in the per-site report */
 
 /* ---- configuration (config.c) ---- */
 enum { RP_MODE_OFF, RP_MODE_ON };
 enum { RP_FB_RETPOLINE, RP_FB_INDIRECT };
 enum { RP_STUB_AUTO, RP_STUB_CHAIN, RP_STUB_TREE };
 enum { RP_LOG_STDERR, RP_LOG_FILE, RP_LOG_SYSLOG };
+/* RELPOLINE_STATS: off, the table on stderr, JSON to a file, the table and the per-site table. */
+enum { RP_STATS_OFF, RP_STATS_TABLE, RP_STATS_JSON, RP_STATS_SITES };
 
 struct rp_config {
 	long mode;
 	long fallback;
 	long stub;               /* RP_STUB_*: auto = the cost model chooses (policy.c) */
-	long stats;              /* 0 off, 1 table on stderr, 2 json */
+	long stats;              /* RP_STATS_* */
 	char stats_path[512];
+	long stats_top;          /* sites in the per-site list (report.c); 0: all */
 	long epoch_ms;
 	long promote_min;
 	long max_targets;
@@ -107,6 +111,7 @@ struct rp_module {
 	uint64_t thunk[RP_NREGS], slow[RP_NREGS], plain[RP_NREGS], indirect[RP_NREGS];
 	struct rp_arena arena;
 	unsigned id;
+	struct rp_syms *syms;       /* its symbol table, loaded on first use (symbols.c) */
 };
 
 struct rp_site {
@@ -138,6 +143,16 @@ struct rp_site {
 	struct rp_count *acc;       /* learning samples or (promoted) misses, NULL when idle */
 	bool touched;
 	bool seen;                  /* has had a sample (counted in sites_seen) */
+	/*
+	 * For the per-site report (report.c), kept by the epoch (policy.c):
+	 * what reached the slow path over the site's life, and the mix its
+	 * last decision saw.  Stub hits are never counted.
+	 */
+	uint64_t samples;           /* learning samples and stub misses */
+	uint64_t misses;            /* of which stub misses */
+	uint32_t mix_n;             /* targets in the last decided mix */
+	uint8_t ntop;
+	struct rp_count top[RP_SITE_TOP];   /* its hottest targets; count: share in parts per million */
 };
 
 struct rp_module *rp_module_of(uint64_t addr);
@@ -154,6 +169,17 @@ void rp_module_drop_sites(struct rp_module *m);
 void rp_module_retire(struct rp_module *m);
 bool rp_module_mapped(const struct rp_module *m);
 void rp_module_free(struct rp_module *m);
+
+/*
+ * ---- symbols (symbols.c), under rp_lock ----
+ * rp_symbolize writes "function+0xOFF" ("function" at offset 0) from the
+ * symbol table of the file that holds ADDR, else "module-basename+0xOFF",
+ * else "0xADDR".  rp_module_path: M's file name (the executable's real
+ * path rather than /proc/self/exe).  rp_symbols_forget frees M's table.
+ */
+void rp_symbolize(uint64_t addr, char *buf, size_t len);
+void rp_module_path(const struct rp_module *m, char *buf, size_t len);
+void rp_symbols_forget(struct rp_module *m);
 
 /* ---- learning (learn.c) ---- */
 typedef void (*rp_sample_fn)(uint64_t site, uint64_t target, uint32_t meta, uint64_t count, void *arg);

@@ -97,6 +97,7 @@ static void reap_one(struct rp_module *m, void *arg)
 	if (m->alive || rp_exiting || rp_module_mapped(m))
 		return;
 	rp_arena_release(m);
+	rp_symbols_forget(m);
 	rp_module_free(m);
 }
 

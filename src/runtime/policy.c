@@ -8,6 +8,10 @@
  *               MISS_FRAC of the site's calls)--> promoted with a new stub
  *               built for the window's mix, or pinned if none pays now
  *   pinned   --(pin_epochs later)--> learning
+ *   a site that has had max_versions stubs is decided for good the next
+ *   time its mix asks for a change: it keeps its last stub while that
+ *   covers min_coverage, else it is pinned, and it is never relearned
+ *   (decide_capped)
  *
  * The cost model (docs/design.md, "Choosing a stub") prices a call through
  * the fallback, through the best chain and through a tree, from the
@@ -20,6 +24,7 @@
  * cells where that differs from where they point now, in one batch.  A
  * pass with nothing to change makes no syscall (patch.c).
  */
+#include <stdio.h>
 #include <string.h>
 #include "internal.h"
 
@@ -101,6 +106,7 @@ static void on_sample(uint64_t addr, uint64_t target, uint32_t meta, uint64_t co
 		return;   /* a module unloaded since: entries and stubs exist only for known sites */
 	if (s->state != RP_SS_REJECTED)
 		rp_site_seen(s);
+	s->samples += count;
 	switch (s->state) {
 	case RP_SS_REJECTED:
 	case RP_SS_PINNED:
@@ -115,6 +121,7 @@ static void on_sample(uint64_t addr, uint64_t target, uint32_t meta, uint64_t co
 		if (!(meta & RP_META_MISS))
 			return;
 		rp_stats.misses += count;
+		s->misses += count;
 		break;
 	default:
 		if (meta & RP_META_MISS)
@@ -417,6 +424,54 @@ static double covered(const struct mix *x, unsigned k)
 	return c;
 }
 
+/* The report's view of S's mix X (targets by decreasing share): its size and hottest targets. */
+static void snapshot(struct rp_site *s, const struct mix *x)
+{
+	s->mix_n = x->n;
+	s->ntop = 0;
+	for (unsigned i = 0; i < x->n && i < RP_SITE_TOP; i++)
+		s->top[s->ntop++] = (struct rp_count){ x->t[i], (uint64_t)(x->p[i] * 1e6 + 0.5) };
+}
+
+static bool capped(const struct rp_site *s)
+{
+	return s->versions >= (uint32_t)rp_cfg.max_versions;
+}
+
+/*
+ * S has had all its stub versions and its mix X asks for a decision.  No
+ * new stub can be made, and learning again could not change that, so the
+ * site is decided for good: a promoted site keeps its last stub while that
+ * still covers min_coverage of the mix (a stub that mostly misses costs
+ * more than the fallback: stub, slow path, retpoline), anything else is
+ * pinned to the fallback, where age() never relearns it.
+ */
+static void decide_capped(struct rp_site *s, const struct mix *x, const char *what)
+{
+	double cov = 0;
+	if (s->state == RP_SS_PROMOTED) {
+		for (unsigned i = 0; i < s->ntargets; i++)
+			for (unsigned j = 0; j < x->n; j++)
+				if (x->t[j] == s->targets[i])
+					cov += x->p[j];
+		if (cov * 100 >= (double)rp_cfg.min_coverage) {
+			rp_debug("site %#lx: %s: versions exhausted (max_versions=%ld): keeps its last stub "
+				 "(%.0f%% of the window) for good", (unsigned long)s->addr, what,
+				 rp_cfg.max_versions, cov * 100);
+			s->why = RP_WHY_VERSIONS;
+			acc_reset(s);
+			return;
+		}
+		rp_debug("site %#lx: %s: versions exhausted (max_versions=%ld): its last stub covers %.0f%% "
+			 "of the window: left on the fallback for good", (unsigned long)s->addr, what,
+			 rp_cfg.max_versions, cov * 100);
+	} else {
+		rp_debug("site %#lx: %s: versions exhausted (max_versions=%ld): left on the fallback for good",
+			 (unsigned long)s->addr, what, rp_cfg.max_versions);
+	}
+	to_pinned(s, RP_WHY_VERSIONS);
+}
+
 /*
  * Promote S for mix X if a stub pays; otherwise pin it.  WHAT names the
  * occasion in the log.
@@ -426,6 +481,12 @@ static void decide(struct rp_site *s, struct mix *x, const char *what)
 	uint8_t kind;
 	unsigned k;
 	double cost;
+	snapshot(s, x);
+	/* First: a capped site pinned for cost or coverage would otherwise be relearned every pin_epochs. */
+	if (capped(s)) {
+		decide_capped(s, x, what);
+		return;
+	}
 	if (!x->n) {
 		to_pinned(s, RP_WHY_COST);
 		return;
@@ -441,17 +502,6 @@ static void decide(struct rp_site *s, struct mix *x, const char *what)
 		rp_debug("site %#lx: %s: %u targets cover %.0f%%: left on the fallback",
 			 (unsigned long)s->addr, what, k, covered(x, k) * 100);
 		to_pinned(s, RP_WHY_COVERAGE);
-		return;
-	}
-	if (s->versions >= (uint32_t)rp_cfg.max_versions) {
-		if (s->state != RP_SS_PROMOTED) {
-			rp_debug("site %#lx: %s: all %ld stub versions used: left on the fallback",
-				 (unsigned long)s->addr, what, rp_cfg.max_versions);
-			to_pinned(s, RP_WHY_VERSIONS);
-		} else {
-			s->why = RP_WHY_VERSIONS;   /* keeps its last stub for good */
-			acc_reset(s);
-		}
 		return;
 	}
 	if (!install_stub(s, x, k, kind)) {
@@ -470,9 +520,12 @@ static void decide(struct rp_site *s, struct mix *x, const char *what)
 		to_pinned(s, RP_WHY_COVERAGE);
 		return;
 	}
+	char last[64] = "";
+	if (capped(s))
+		snprintf(last, sizeof(last), ": its last stub version (max_versions=%ld)", rp_cfg.max_versions);
 	rp_debug("site %#lx: %s: %s with %u targets (%.0f%% of the window, unpredicted %.2f, %.1f ns "
-		 "modelled)", (unsigned long)s->addr, what, s->skind == RP_STUB_TREE ? "tree" : "chain",
-		 s->ntargets, cov * 100, x->unpred, cost);
+		 "modelled)%s", (unsigned long)s->addr, what, s->skind == RP_STUB_TREE ? "tree" : "chain",
+		 s->ntargets, cov * 100, x->unpred, cost, last);
 	acc_reset(s);
 	s->epochs = 0;
 }
@@ -542,7 +595,7 @@ static void decide_promoted(struct rp_site *s)
 		acc_reset(s);   /* a cheap share of misses: the window starts again */
 		return;
 	}
-	if (s->learned_n < 4 && s->nacc + s->ntargets >= 8) {
+	if (s->learned_n < 4 && s->nacc + s->ntargets >= 8 && !capped(s)) {
 		/*
 		 * Learned with one or a few targets, now missing on many: its
 		 * predictability was measured on a mix that says nothing about
@@ -754,6 +807,14 @@ static void forget(struct rp_site *s, void *arg)
 		return;
 	for (uint32_t i = 0; i < s->ntargets; i++)
 		if (s->targets[i] >= r->lo && s->targets[i] < r->hi) {
+			if (capped(s)) {
+				/* No stub could replace this one: the fallback, for good. */
+				rp_debug("site %#lx: its targets are unloaded, versions exhausted "
+					 "(max_versions=%ld): left on the fallback for good",
+					 (unsigned long)s->addr, rp_cfg.max_versions);
+				to_pinned(s, RP_WHY_VERSIONS);
+				return;
+			}
 			rp_stats.relearns++;
 			to_learning(s);
 			return;
