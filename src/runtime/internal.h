@@ -152,6 +152,8 @@ void rp_learn_aggregate(rp_sample_fn fn, void *arg);
 void rp_learn_reset_thread(void);
 
 /* ---- policy (policy.c) ---- */
+/* Periods of epoch_ms the next epoch stands for: more than 1 after an idle worker's long wait. */
+extern uint32_t rp_epoch_periods;
 void rp_policy_epoch(void);
 void rp_policy_demote_all(void);
 int rp_policy_sync(void);
