@@ -18,6 +18,8 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
@@ -51,13 +53,48 @@ static void *map(size_t n)
 	return p == MAP_FAILED ? NULL : p;
 }
 
+static bool oom_warned;
+
+/*
+ * See internal.h.  Under rp_lock (as every caller of this file), so the
+ * flag needs no atomics.  Only the first failure is a warning: once the
+ * process is at its limit (RLIMIT_AS, ulimit -v, the map count, a refused
+ * overcommit) the next mappings fail as well, and a line for each module,
+ * site or epoch would bury the one that says what happened.  The rest go
+ * to the verbose log.
+ */
+void rp_oom(size_t bytes, const char *fmt, ...)
+{
+	char what[256];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(what, sizeof(what), fmt, ap);
+	va_end(ap);
+	size_t kib = (bytes + 1023) / 1024;
+	if (oom_warned) {
+		rp_debug("out of memory (ENOMEM) mapping %zu KiB of %s", kib, what);
+		return;
+	}
+	oom_warned = true;
+	rp_warn("out of memory (ENOMEM) mapping %zu KiB of %s", kib, what);
+}
+
+/* A failed mapping of N bytes for the runtime's own use: what callers do without it. */
+static void own_oom(size_t n)
+{
+	if (errno == ENOMEM)
+		rp_oom(n, "the runtime's own memory: sites it cannot track stay on the fallback");
+}
+
 void *rp_alloc(size_t n)
 {
 	if (n > ((size_t)1 << MAX_SHIFT) - HDR) {
 		size_t total = (n + HDR + 4095) & ~(size_t)4095;
 		struct hdr *h = map(total);
-		if (!h)
+		if (!h) {
+			own_oom(total);
 			return NULL;
+		}
 		h->size = total - HDR;
 		h->cls = NCLASS;
 		return (uint8_t *)h + HDR;
@@ -75,6 +112,7 @@ void *rp_alloc(size_t n)
 			uint8_t *p = map(CHUNK);
 			if (!p) {
 				unlock();
+				own_oom(CHUNK);
 				return NULL;
 			}
 			chunk_cur = p;

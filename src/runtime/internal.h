@@ -51,6 +51,13 @@ void *rp_zalloc(size_t n);
 void *rp_realloc(void *p, size_t n);
 void rp_free(void *p);
 void rp_sort(void *base, size_t n, size_t size, int (*cmp)(const void *, const void *));
+/*
+ * A mapping of BYTES failed with ENOMEM; FMT says of what, and what stays
+ * on the fallback without it.  The first call in a process is its one
+ * warning, "out of memory (ENOMEM) mapping N KiB of <FMT>"; later calls go
+ * to the verbose log only (alloc.c).  Under rp_lock.
+ */
+void rp_oom(size_t bytes, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /*
  * A descriptor the runtime needs for a moment (the arena memfd, the module

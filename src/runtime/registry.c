@@ -232,7 +232,7 @@ RP_API void relpoline__register_module(struct rp_module_desc *d)
 	struct rp_module *m = rp_alloc(sizeof(*m));
 	if (!m) {
 		pthread_mutex_unlock(&rp_lock);
-		rp_warn("out of memory: %s keeps plain retpolines", tmp.path);
+		rp_debug("out of memory: %s keeps plain retpolines", tmp.path);   /* rp_alloc warned */
 		return;
 	}
 	*m = tmp;
@@ -443,8 +443,12 @@ static size_t list_sites(const struct rp_module *m, uint64_t **sites)
 		return 0;
 	struct stat st;
 	void *f = MAP_FAILED;
-	if (fstat(fd, &st) == 0 && st.st_size > 0)
+	if (fstat(fd, &st) == 0 && st.st_size > 0) {
 		f = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+		if (f == MAP_FAILED && errno == ENOMEM)
+			rp_oom((size_t)st.st_size, "the relocation list of %s: its sites stay on the fallback",
+			       m->path);
+	}
 	close(fd);
 	if (f == MAP_FAILED)
 		return 0;

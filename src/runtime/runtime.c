@@ -164,7 +164,9 @@ void rp_inline_epoch(void)
 	errno = e;
 }
 
-/* The private stack and XSAVE area size for inline epochs; false if this CPU cannot. */
+static bool inline_oom;   /* the last inline_setup failed for want of memory, and said so */
+
+/* The private stack and XSAVE area size for inline epochs; false if this CPU cannot, or no memory. */
 static bool inline_setup(void)
 {
 	unsigned a, b, c, d;
@@ -179,8 +181,15 @@ static bool inline_setup(void)
 	RP_STAT_ADD(syscalls, 1);
 	uint8_t *p = mmap(NULL, size + 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
 			  -1, 0);
-	if (p == MAP_FAILED)
+	if (p == MAP_FAILED) {
+		/* Not a CPU that cannot: say what it is, once (start_worker retries at every API call). */
+		inline_oom = errno == ENOMEM;
+		if (inline_oom)
+			rp_oom(size + 4096, "the private stack for epochs on the program's threads: sites are "
+			       "promoted only by relpoline_epoch()");
 		return false;
+	}
+	inline_oom = false;
 	RP_STAT_ADD(syscalls, 1);
 	mprotect(p, 4096, PROT_NONE);   /* guard page: an overflow faults instead of corrupting */
 	rp_inline_xsave_size = b + 64;
@@ -275,7 +284,7 @@ static void start_worker(void)
 {
 	if (!rp_cfg.thread) {
 		static bool warned;
-		if (rp_enabled && !inline_setup() && !warned) {
+		if (rp_enabled && !inline_setup() && !inline_oom && !warned) {
 			warned = true;
 			rp_warn("RELPOLINE_THREAD=off needs XSAVE and a private stack: sites are promoted "
 				"only by relpoline_epoch()");
@@ -292,12 +301,31 @@ static void start_worker(void)
 	pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
 	pthread_attr_setstacksize(&at, 256 * 1024);
 	pthread_t t;
-	if (pthread_create(&t, &at, worker_main, NULL) == 0) {
-		worker_running = true;
-	} else {
-		rp_warn("cannot start the worker thread: sites are promoted only by relpoline_epoch()");
-	}
+	int e = pthread_create(&t, &at, worker_main, NULL);
 	pthread_attr_destroy(&at);
+	if (e == 0) {
+		worker_running = true;
+		return;
+	}
+	/*
+	 * Every API call tries again; one warning.  glibc turns the ENOMEM of
+	 * its stack mmap into EAGAIN, as it does a thread limit: a mapping
+	 * twice the stack's size (the stack, its guard and TLS, with room to
+	 * spare) tells the two apart.
+	 */
+	static bool warned;
+	if (warned)
+		return;
+	warned = true;
+	const size_t stack = 512 * 1024;
+	void *p = e == EAGAIN ? mmap(NULL, stack, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0) : MAP_FAILED;
+	if (p != MAP_FAILED)
+		munmap(p, stack);
+	if (e == EAGAIN && p == MAP_FAILED && errno == ENOMEM)
+		rp_oom(256 * 1024, "the worker thread's stack: sites are promoted only by relpoline_epoch()");
+	else
+		rp_warn("cannot start the worker thread (%s): sites are promoted only by relpoline_epoch()",
+			strerror(e));
 }
 
 /* fork: never in the middle of a pass; the child gets a worker of its own. */
