@@ -10,8 +10,8 @@ set -u
 DIR=${1:?usage: check-layers.sh build/obj/runtime}
 LAYERS=(
 	"core"
-	"alloc"
 	"config log"
+	"alloc"
 	"registry"
 	"symbols"
 	"perf"

@@ -417,6 +417,9 @@ for cc in $CCS; do
 		build "$cc" t_sites "$OUT/t_sites" "$T/t_sites.c" -L"$OUT" -ltsites -Wl,-rpath,"$OUT"
 	fi
 	build "$cc" t_crowd "$OUT/t_crowd" "$T/t_crowd.c" -pthread -ldl
+	if [ "$SAN" != 1 ]; then # the sanitizers reserve terabytes of address space: no RLIMIT_AS for them
+		build "$cc" t_oom "$OUT/t_oom" "$T/t_oom.c" -ldl
+	fi
 
 	# The runtime's contract with the program (ABI 3): its malloc, fds, signals,
 	# SIGTRAP, memory protections, threads, exit, partial links.
@@ -505,6 +508,12 @@ for cc in $CCS; do
 	run_case "$cc" fork-thread-off t_fork 90 "" RELPOLINE_THREAD=off RELPOLINE_EPOCH_MS=1 RELPOLINE_PROMOTE_MIN=16 \
 		RELPOLINE_RELEARN_MISSES=20 -- worker
 	run_case "$cc" shlib t_shlib 60 "" "${DET[@]}" -- ./tdl.so
+	if [ "$SAN" != 1 ]; then
+		# Out of memory (RLIMIT_AS swept): never a crash, one accurate warning at most.
+		run_case "$cc" oom-limit-at-start t_oom 180 "" -- start ./tdl.so
+		run_case "$cc" oom-limit-before-hot-calls t_oom 120 "" -- hot ./tdl.so
+		run_case "$cc" oom-limit-before-dlopen t_oom 120 "" -- dlopen ./tdl.so
+	fi
 	for th in on off; do
 		run_case "$cc" crowded-dlopen-thread-$th t_crowd 60 "" "${DET[@]}" RELPOLINE_THREAD=$th -- ./tdl.so
 	done

@@ -22,20 +22,32 @@
  *             marks (clock_gettime excepted only where the vDSO cannot
  *             serve it: a calibration window finds out).  The stats agree:
  *             patch_passes_empty grows, nothing else moves.
- *   worker  (RELPOLINE_EPOCH_MS=1 RELPOLINE_THREAD=on, set by the tracer)
- *             the background worker idles for >= 200 epochs (the thread
- *             tables are reaped every 64 epochs; a live second thread with
- *             a table makes the reaper look, and an exited one's table is
- *             reaped before the window).  The main thread only sleeps,
- *             and its own syscalls are not counted.
- *             Allowed: the wait (futex, clock_nanosleep, nanosleep,
- *             sched_yield, restart_syscall, clock_gettime/gettimeofday)
- *             and the reaper's getpid/tgkill, at most one each per table
- *             per 64 epochs.  Anything else fails - mprotect, membarrier,
- *             mmap, munmap, write, ... - and so do more than 4 syscalls
- *             per epoch.  The counts and the syscalls per epoch are printed
- *             (2 today: FUTEX_WAIT_BITSET, the timed wait, and FUTEX_WAKE,
- *             glibc unlocking rp_lock after the wait relocked it).
+ *   worker  (RELPOLINE_EPOCH_MS=10 RELPOLINE_THREAD=on, set by the tracer)
+ *             the background worker of a program that has promoted its
+ *             sites and then sleeps for IDLE_MS (2.5 s; a live second
+ *             thread keeps a sample table, an exited one's table is reaped
+ *             before the window).  The main thread's own syscalls are not
+ *             counted.  Allowed: the wait (futex, clock_nanosleep,
+ *             nanosleep, sched_yield, restart_syscall, clock_gettime,
+ *             gettimeofday) and the reaper's getpid/tgkill, at most one
+ *             each per table per 64 epochs.  Anything else fails -
+ *             mprotect, membarrier, mmap, munmap, write, ... - and so does
+ *             more than one futex call per epoch (+1 for the wait under
+ *             way at each end of the window), or more than
+ *             MAX_IDLE_EPOCHS epochs: an idle worker doubles its wait
+ *             after every epoch without samples, up to about 1 s
+ *             (10+20+...+640 ms, then 1024 ms: about 9 epochs in 2.5 s).
+ *             The worker before the backoff ran 250 epochs here with 2
+ *             syscalls each (a timed wait, then a FUTEX_WAKE of rp_lock
+ *             that woke nobody) and fails both bounds.
+ *             After the window, with the worker in a fresh 1 s wait:
+ *             relpoline_config_set must wake it (an epoch within
+ *             WAKE_MS), and calls at a new site must get it promoted
+ *             within WAKE_MS of the first call: the slow path wakes the
+ *             dozing worker about epoch_ms after its wait began (measured
+ *             here: a few ms; without that wake it is the rest of the
+ *             1 s wait).  WAKE_MS is 500 ms, half the longest wait, so
+ *             that scheduling noise on a loaded machine does not fail it.
  *
  *   t_idle            both (run.sh: idle-epoch)
  *   t_idle det|worker one of them
@@ -183,11 +195,38 @@ static void msleep(int ms)
 		;
 }
 
+#define IDLE_MS 2500
+#define MAX_IDLE_EPOCHS 16
+#define WAKE_MS 500
+
+static double now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+/* Returns once the worker has just run an epoch, so its next wait starts now; false after LIMIT ms. */
+static int next_epoch(int limit_ms)
+{
+	uint64_t e = t_stats().epochs;
+	double t0 = now_ms();
+	while (now_ms() - t0 < limit_ms) {
+		if (t_stats().epochs != e)
+			return 1;
+		msleep(1);
+	}
+	return 0;
+}
+
+/* A site no other window calls: its promotion is the one counted after idleness. */
+SITE(8)
+
 static int traced_worker(void)
 {
 	char buf[32] = "";
 	relpoline_config_get("epoch_ms", buf, sizeof buf);
-	CHECK(strcmp(buf, "1") == 0, "epoch_ms = \"%s\", want 1 for the worker mode", buf);
+	CHECK(strcmp(buf, "10") == 0, "epoch_ms = \"%s\", want 10 for the worker mode", buf);
 	buf[0] = 0;
 	relpoline_config_get("thread", buf, sizeof buf);
 	CHECK(strcmp(buf, "on") == 0, "thread = \"%s\", want on for the worker mode", buf);
@@ -208,27 +247,53 @@ static int traced_worker(void)
 	      NS);
 	calls(50, 1); /* hits */
 	/* Two reaping rounds (64 epochs each) before the window: the exited thread's table is gone. */
-	for (int i = 0; i < 1000 && t_stats().epochs < p.epochs + 130; i++)
-		msleep(10);
+	for (int i = 0; i < 130; i++)
+		t_epoch();
 
 	struct relpoline_stats a = t_stats();
 	int id = nwindows++;
 	mark(MK_BEGIN, id, W_WORKER, 0);
-	struct relpoline_stats b = a;
-	for (int i = 0; i < 200 && b.epochs < a.epochs + 200; i++) {
-		msleep(50);
-		b = t_stats();
-	}
+	msleep(IDLE_MS);
 	mark(MK_END, id, 0, 0);
-	b = t_stats();
+	struct relpoline_stats b = t_stats();
 	mark(MK_INFO, id, (long)(b.epochs - a.epochs), 3);
-	printf("worker window: %" PRIu64 " epochs, %" PRIu64 " passes, %" PRIu64 " empty passes\n",
-	       b.epochs - a.epochs, b.patch_passes - a.patch_passes,
+	printf("worker window: %d ms idle, %" PRIu64 " epochs, %" PRIu64 " passes, %" PRIu64
+	       " empty passes\n", IDLE_MS, b.epochs - a.epochs, b.patch_passes - a.patch_passes,
 	       b.patch_passes_empty - a.patch_passes_empty);
-	CHECK(b.epochs >= a.epochs + 64, "the worker ran only %" PRIu64 " epochs in the window",
-	      b.epochs - a.epochs);
+	CHECK(b.epochs > a.epochs, "the worker ran no epoch in %d ms", IDLE_MS);
 	CHECK(b.sites_promoted == a.sites_promoted && b.stubs_emitted == a.stubs_emitted &&
 	      b.patch_passes == a.patch_passes, "the idle worker changed something");
+
+	/* The worker now waits about 1 s at a time.  An API call wakes it at once. */
+	CHECK(next_epoch(3000), "no epoch within 3 s after the window");
+	uint64_t e0 = t_stats().epochs;
+	double t0 = now_ms();
+	CHECK(relpoline_config_set("pin_epochs", "500") == 0, "config_set");
+	while (t_stats().epochs == e0 && now_ms() - t0 < 3000)
+		msleep(1);
+	double dt = now_ms() - t0;
+	printf("worker: relpoline_config_set -> next epoch in %.1f ms\n", dt);
+	CHECK(dt < WAKE_MS, "relpoline_config_set woke the dozing worker only after %.0f ms, want < %d",
+	      dt, WAKE_MS);
+
+	/* That epoch had no samples: the next wait is the longest again.  New hot calls end it. */
+	uint64_t p0 = t_stats().sites_promoted;
+	long ncalls = 0;
+	int bad = 0;
+	t0 = now_ms();
+	while (t_stats().sites_promoted == p0 && now_ms() - t0 < 5000) {
+		for (int i = 0; i < 100; i++)
+			bad += site_8(fb, i) != (i + 2) * 2 + 8;
+		ncalls += 100;
+	}
+	dt = now_ms() - t0;
+	printf("worker: a new site promoted %.1f ms after its first call, %ld calls, after idleness\n",
+	       dt, ncalls);
+	CHECK(bad == 0, "%d wrong results at the new site", bad);
+	CHECK(t_stats().sites_promoted > p0, "the new site was not promoted within 5 s");
+	CHECK(dt < WAKE_MS, "the new site was promoted %.0f ms after its first call, want < %d: the "
+	      "slow path did not wake the dozing worker", dt, WAKE_MS);
+
 	CHECK(write(hold_pipe[1], "x", 1) == 1, "release");
 	pthread_join(tb, NULL);
 	t_print_stats("worker end", &b);
@@ -352,8 +417,15 @@ static void judge(const struct window *w, long a, long b)
 			if (w->futex_op[i])
 				printf(" %d/%s x%lu", i, fop[i] ? fop[i] : "?", w->futex_op[i]);
 		printf("\n");
-		if (epochs < 64)
-			TFAIL("the window covered only %ld epochs, want >= 64", epochs);
+		if (epochs < 1)
+			TFAIL("the window covered no epoch: is the worker alive?");
+		if (epochs > MAX_IDLE_EPOCHS)
+			TFAIL("the idle worker ran %ld epochs in %d ms, want <= %d: it does not back off",
+			      epochs, IDLE_MS, MAX_IDLE_EPOCHS);
+		if ((long)(w->n[SYS_futex] + w->n[SYS_clock_nanosleep] + w->n[SYS_nanosleep]) > epochs + 1)
+			TFAIL("the idle worker made %lu futex and sleep calls for %ld epochs: more than one "
+			      "wait per epoch", w->n[SYS_futex] + w->n[SYS_clock_nanosleep] + w->n[SYS_nanosleep],
+			      epochs);
 		static const int wait_ok[] = { SYS_futex, SYS_clock_nanosleep, SYS_nanosleep,
 					       SYS_sched_yield, SYS_restart_syscall, SYS_clock_gettime,
 					       SYS_gettimeofday };
@@ -378,9 +450,9 @@ static void judge(const struct window *w, long a, long b)
 		}
 		if (w->other)
 			TFAIL("the idle worker made %lu syscalls numbered >= %d", w->other, NR_MAX);
-		if (epochs && w->total > 4 * (unsigned long)epochs)
-			TFAIL("the idle worker made %.2f syscalls per epoch, want <= 4",
-			      (double)w->total / epochs);
+		if (epochs && w->total > (unsigned long)epochs + 1 + 2 * (unsigned long)(rounds * tables))
+			TFAIL("the idle worker made %lu syscalls in %ld epochs, want <= one per epoch "
+			      "(+1, + the reaper's)", w->total, epochs);
 		break;
 	}
 	}
@@ -446,7 +518,7 @@ static int trace(char **argv, const char *mode)
 			_exit(126);
 		}
 		raise(SIGSTOP);
-		setenv("RELPOLINE_EPOCH_MS", strcmp(mode, "worker") ? "0" : "1", 1);
+		setenv("RELPOLINE_EPOCH_MS", strcmp(mode, "worker") ? "0" : "10", 1);
 		setenv("RELPOLINE_PROMOTE_MIN", "16", 1);
 		if (!strcmp(mode, "worker"))   /* the background worker, not epochs on the slow path */
 			setenv("RELPOLINE_THREAD", "on", 1);

@@ -123,8 +123,10 @@ struct rp_shared {
 	uint64_t gen;              /* current sampling generation */
 	struct rp_ttab *head;      /* lock-free push of new thread tables */
 	/*
-	 * RELPOLINE_THREAD=off: no worker thread; the slow path runs an epoch
-	 * on the application's thread once the TSC passes epoch_due (0: never).
+	 * Once the TSC passes epoch_due (0: never), the slow path calls
+	 * relpoline__epoch_inline: with RELPOLINE_THREAD=off it runs an epoch
+	 * on the application's thread; with =on it wakes the worker from a
+	 * backed-off wait (runtime.c).
 	 */
 	uint64_t epoch_due;
 };

@@ -18,6 +18,8 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
@@ -51,13 +53,22 @@ static void *map(size_t n)
 	return p == MAP_FAILED ? NULL : p;
 }
 
+/* A failed mapping of N bytes for the runtime's own use: what callers do without it. */
+static void own_oom(size_t n)
+{
+	if (errno == ENOMEM)
+		rp_oom(n, "the runtime's own memory: sites it cannot track stay on the fallback");
+}
+
 void *rp_alloc(size_t n)
 {
 	if (n > ((size_t)1 << MAX_SHIFT) - HDR) {
 		size_t total = (n + HDR + 4095) & ~(size_t)4095;
 		struct hdr *h = map(total);
-		if (!h)
+		if (!h) {
+			own_oom(total);
 			return NULL;
+		}
 		h->size = total - HDR;
 		h->cls = NCLASS;
 		return (uint8_t *)h + HDR;
@@ -75,6 +86,7 @@ void *rp_alloc(size_t n)
 			uint8_t *p = map(CHUNK);
 			if (!p) {
 				unlock();
+				own_oom(CHUNK);
 				return NULL;
 			}
 			chunk_cur = p;
@@ -183,19 +195,3 @@ void rp_sort(void *v, size_t n, size_t size, int (*cmp)(const void *, const void
 	}
 }
 
-/* See internal.h.  Returns the new number, or FD itself if it cannot move. */
-int rp_fd_park(int fd)
-{
-	if (fd < 0)
-		return fd;
-	struct rlimit rl;
-	long floor = 900;
-	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY && (long)rl.rlim_cur <= floor)
-		floor = (long)rl.rlim_cur / 2;
-	RP_STAT_ADD(syscalls, 3);
-	int hi = fcntl(fd, F_DUPFD_CLOEXEC, (int)floor);
-	if (hi < 0)
-		return fd;
-	close(fd);
-	return hi;
-}

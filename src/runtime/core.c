@@ -9,8 +9,11 @@
  * inline on an application thread), module constructors and destructors,
  * fork, and every public API call.
  */
+#include <fcntl.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
+#include <unistd.h>
 #include "internal.h"
 
 pthread_mutex_t rp_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -33,4 +36,21 @@ void rp_stats_snapshot(struct relpoline_stats *out)
 	*out = rp_stats;
 	pthread_mutex_unlock(&rp_lock);
 	out->size = sizeof(*out);
+}
+
+/* See internal.h.  Returns the new number, or FD itself if it cannot move. */
+int rp_fd_park(int fd)
+{
+	if (fd < 0)
+		return fd;
+	struct rlimit rl;
+	long floor = 900;
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY && (long)rl.rlim_cur <= floor)
+		floor = (long)rl.rlim_cur / 2;
+	RP_STAT_ADD(syscalls, 3);
+	int hi = fcntl(fd, F_DUPFD_CLOEXEC, (int)floor);
+	if (hi < 0)
+		return fd;
+	close(fd);
+	return hi;
 }

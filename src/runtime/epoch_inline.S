@@ -19,6 +19,13 @@
  * Only one thread at a time may be here (rp_inline_busy); another thread
  * that finds it taken, or a thread whose mask cannot be changed (seccomp),
  * just goes on with its call.
+ *
+ * RELPOLINE_THREAD=on, while the worker waits longer than epoch_ms
+ * because the program was idle (rp_inline_wake, runtime.c): no epoch
+ * here, only a wake of the worker, with no C, no stack switch and no
+ * signal-mask change (a futex wake is async-signal-safe and touches no
+ * vector register).  The first thread to take epoch_due to 0 wakes it;
+ * any other finds 0 and goes on.
  */
 	.text
 	.globl	relpoline__epoch_inline
@@ -33,6 +40,8 @@ relpoline__epoch_inline:
 	xchg	%eax, rp_inline_busy(%rip)
 	test	%eax, %eax
 	jnz	9f
+	cmpl	$0, rp_inline_wake(%rip)
+	jne	7f
 	mov	rp_inline_stack(%rip), %r12
 	test	%r12, %r12
 	jz	8f
@@ -71,6 +80,18 @@ relpoline__epoch_inline:
 	lea	rp_inline_oldmask(%rip), %rsi
 	xor	%edx, %edx
 	mov	$8, %r10d
+	syscall
+	jmp	8f
+7:	xor	%eax, %eax
+	mov	relpoline__shared@GOTPCREL(%rip), %rcx   /* exported: reached through the GOT */
+	xchg	%rax, 16(%rcx)                  /* epoch_due (runtime.c asserts the offset) */
+	test	%rax, %rax
+	jz	8f
+	lock incl rp_worker_seq(%rip)
+	mov	$202, %eax                      /* futex(&rp_worker_seq, FUTEX_WAKE_PRIVATE, 1) */
+	lea	rp_worker_seq(%rip), %rdi
+	mov	$129, %esi
+	mov	$1, %edx
 	syscall
 8:	movl	$0, rp_inline_busy(%rip)
 9:	pop	%r12

@@ -58,17 +58,16 @@ void *rp_realloc(void *p, size_t n);
 void rp_free(void *p);
 void rp_sort(void *base, size_t n, size_t size, int (*cmp)(const void *, const void *));
 
-/*
- * A descriptor the runtime needs for a moment (the arena memfd, the module
- * file, /proc/self/mem) is moved to a high number first: the program may
- * close or dup2 over low numbers it believes free at any time, and the
- * runtime then closes only a number no program picks by accident.
- */
-int rp_fd_park(int fd);
-
 /* ---- logging (log.c): where RELPOLINE_LOG says; rp_debug only with verbose ---- */
 void rp_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void rp_debug(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/*
+ * A mapping of BYTES failed with ENOMEM; FMT says of what, and what stays
+ * on the fallback without it.  The first call in a process is its one
+ * warning, "out of memory (ENOMEM) mapping N KiB of <FMT>"; later calls go
+ * to the verbose log only (log.c).  Under rp_lock.
+ */
+void rp_oom(size_t bytes, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* ---- process-wide state (core.c) ---- */
 extern pthread_mutex_t rp_lock;
@@ -79,6 +78,13 @@ extern struct relpoline_stats rp_stats;   /* updated under rp_lock, or atomicall
 #define RP_STAT_ADD(f, n) __atomic_fetch_add(&rp_stats.f, (n), __ATOMIC_RELAXED)
 uint64_t rp_now_ns(void);
 void rp_stats_snapshot(struct relpoline_stats *out);
+/*
+ * (core.c) A descriptor the runtime needs for a moment (the arena memfd, the module
+ * file, /proc/self/mem) is moved to a high number first: the program may
+ * close or dup2 over low numbers it believes free at any time, and the
+ * runtime then closes only a number no program picks by accident.
+ */
+int rp_fd_park(int fd);
 
 /* ---- modules and sites (module.c) ---- */
 enum rp_site_kind { RP_SK_CALL, RP_SK_JMP, RP_SK_JCC };
@@ -187,6 +193,8 @@ void rp_learn_aggregate(rp_sample_fn fn, void *arg);
 void rp_learn_reset_thread(void);
 
 /* ---- policy (policy.c) ---- */
+/* Periods of epoch_ms the next epoch stands for: more than 1 after an idle worker's long wait. */
+extern uint32_t rp_epoch_periods;
 void rp_policy_epoch(void);
 void rp_policy_demote_all(void);
 int rp_policy_sync(void);

@@ -62,8 +62,8 @@ void rp_module_arrive(const struct rp_module *tmp)
 	int err;
 	struct rp_module *m = rp_module_add(tmp, &err);
 	if (!m) {
-		if (err == -ENOMEM)
-			rp_warn("out of memory: %s keeps plain retpolines", tmp->path);
+		if (err == -ENOMEM)   /* rp_alloc gave the process's one out-of-memory warning */
+			rp_debug("out of memory: %s keeps plain retpolines", tmp->path);
 		else
 			rp_warn("too many modules: %s keeps plain retpolines", tmp->path);
 		return;

@@ -99,3 +99,29 @@ void rp_debug(const char *fmt, ...)
 	vlog(SEV_DEBUG, fmt, ap);
 	va_end(ap);
 }
+
+static bool oom_warned;
+
+/*
+ * See internal.h.  Under rp_lock (as every caller of the allocator), so
+ * the flag needs no atomics.  Only the first failure is a warning: once the
+ * process is at its limit (RLIMIT_AS, ulimit -v, the map count, a refused
+ * overcommit) the next mappings fail as well, and a line for each module,
+ * site or epoch would bury the one that says what happened.  The rest go
+ * to the verbose log.
+ */
+void rp_oom(size_t bytes, const char *fmt, ...)
+{
+	char what[256];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(what, sizeof(what), fmt, ap);
+	va_end(ap);
+	size_t kib = (bytes + 1023) / 1024;
+	if (oom_warned) {
+		rp_debug("out of memory (ENOMEM) mapping %zu KiB of %s", kib, what);
+		return;
+	}
+	oom_warned = true;
+	rp_warn("out of memory (ENOMEM) mapping %zu KiB of %s", kib, what);
+}

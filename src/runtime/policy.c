@@ -653,10 +653,13 @@ static void decide_promoted(struct rp_site *s)
 	mix_free(&x);
 }
 
+uint32_t rp_epoch_periods = 1;
+
 static void age(struct rp_site *s, void *arg)
 {
 	(void)arg;
-	s->epochs++;
+	/* pin_epochs counts periods of epoch_ms, also across an idle worker's longer waits. */
+	s->epochs = s->epochs + rp_epoch_periods < s->epochs ? UINT32_MAX : s->epochs + rp_epoch_periods;
 	/* A site that has used all its stub versions stays where it is: relearning could not help it. */
 	if (s->state == RP_SS_PINNED && s->epochs >= (uint32_t)rp_cfg.pin_epochs &&
 	    s->why != RP_WHY_VERSIONS)

@@ -397,8 +397,12 @@ static size_t list_sites(const struct rp_module *m, uint64_t **sites)
 		return 0;
 	struct stat st;
 	void *f = MAP_FAILED;
-	if (fstat(fd, &st) == 0 && st.st_size > 0)
+	if (fstat(fd, &st) == 0 && st.st_size > 0) {
 		f = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+		if (f == MAP_FAILED && errno == ENOMEM)
+			rp_oom((size_t)st.st_size, "the relocation list of %s: its sites stay on the fallback",
+			       m->path);
+	}
 	close(fd);
 	if (f == MAP_FAILED)
 		return 0;

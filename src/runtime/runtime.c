@@ -5,8 +5,10 @@
  * librelpoline.a.
  *
  * Who runs epochs (always under rp_lock; API calls take the same lock):
- *  - RELPOLINE_THREAD=on: a worker thread wakes every epoch_ms.  It blocks
- *    every signal, so process-directed signals never land on it.
+ *  - RELPOLINE_THREAD=on: a worker thread wakes every epoch_ms while the
+ *    program takes samples, and backs off (doubling its wait up to
+ *    IDLE_MAX_MS) while it takes none; see worker_main.  It blocks every
+ *    signal, so process-directed signals never land on it.
  *  - RELPOLINE_THREAD=off (default): no thread at all.  An application thread on the
  *    slow path runs the epoch itself once it is due (record.c checks the
  *    TSC every RP_INLINE_CHECK slow-path calls), through
@@ -21,12 +23,16 @@
  */
 #include <cpuid.h>
 #include <errno.h>
+#include <linux/futex.h>
+#include <stddef.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/syscall.h>
 #include <time.h>
+#include <unistd.h>
 #if __has_include(<valgrind/valgrind.h>)
 #include <valgrind/valgrind.h>
 #else
@@ -35,9 +41,32 @@
 #include "internal.h"
 
 static pthread_once_t once = PTHREAD_ONCE_INIT;
-static pthread_cond_t wake;
 static bool worker_running;
 static bool patch_ready;
+
+/*
+ * RELPOLINE_THREAD=on: the worker waits on this word (a futex), not on a
+ * condition variable: glibc relocks the mutex after a timed wait as
+ * contended, so every unlock that followed made a FUTEX_WAKE that woke
+ * nobody, a second syscall per idle epoch.  Whoever wants an epoch now
+ * (an API call, exit, a slow-path call after idleness: epoch_inline.S)
+ * increments the word, then wakes the worker.  The worker reads it under
+ * rp_lock and waits only while it still holds that value, so a wake
+ * between its unlock and its wait is never lost.
+ */
+uint32_t rp_worker_seq;
+/*
+ * Read by epoch_inline.S: nonzero while epoch_due means "wake the worker"
+ * (RELPOLINE_THREAD=on, the worker in a backed-off wait) rather than "run
+ * an epoch on this thread".  Written under rp_lock, before epoch_due when
+ * set and after it when cleared.
+ */
+int rp_inline_wake;
+static bool worker_dozing;         /* the worker is in a wait longer than epoch_ms (under rp_lock) */
+_Static_assert(offsetof(struct rp_shared, epoch_due) == 16, "epoch_inline.S reads epoch_due at +16");
+
+/* The longest wait of an idle worker ("about 1 s"); never shorter than epoch_ms. */
+#define IDLE_MAX_MS 1024
 
 /* RELPOLINE_THREAD=off: read by epoch_inline.S. */
 int rp_inline_busy;
@@ -56,18 +85,30 @@ static void ensure_patch_ready(void)
 	rp_patch_init();
 }
 
-/* RELPOLINE_THREAD=off: when the slow path should run the next epoch (under rp_lock). */
+/*
+ * When the slow path should act next (under rp_lock), one epoch_ms from
+ * now: with RELPOLINE_THREAD=off it runs the epoch itself; with =on, while
+ * the worker dozes, it wakes the worker (epoch_inline.S), so a program that
+ * starts calling again after idleness waits about epoch_ms for its epoch,
+ * not the rest of a second.  The recorder looks at the TSC only every
+ * RP_INLINE_CHECK slow-path calls, so this costs the hot path nothing.
+ */
 static void schedule_inline(void)
 {
 	uint64_t due = 0;
-	if (!rp_cfg.thread && rp_enabled && !rp_exiting && rp_inline_stack && rp_cfg.epoch_ms > 0) {
+	bool wake = rp_cfg.thread && worker_dozing;
+	if (rp_enabled && !rp_exiting && rp_cfg.epoch_ms > 0 && (wake || (!rp_cfg.thread && rp_inline_stack))) {
 		uint64_t tsc = __builtin_ia32_rdtsc(), ns = rp_now_ns();
 		/* Ticks per ns measured since start; until 1 ms has passed, assume 1 (earlier is harmless). */
 		uint64_t dns = ns - rp_start_ns;
 		double per_ns = dns > 1000000 && tsc > tsc0 ? (double)(tsc - tsc0) / (double)dns : 1.0;
 		due = tsc + (uint64_t)(per_ns * (double)rp_cfg.epoch_ms * 1e6);
 	}
+	if (due && wake)
+		__atomic_store_n(&rp_inline_wake, 1, __ATOMIC_RELAXED);
 	__atomic_store_n(&relpoline__shared.epoch_due, due, __ATOMIC_RELAXED);
+	if (!(due && wake))
+		__atomic_store_n(&rp_inline_wake, 0, __ATOMIC_RELAXED);
 }
 
 int rp_epoch_locked(void)
@@ -100,7 +141,9 @@ void rp_inline_epoch(void)
 	errno = e;
 }
 
-/* The private stack and XSAVE area size for inline epochs; false if this CPU cannot. */
+static bool inline_oom;   /* the last inline_setup failed for want of memory, and said so */
+
+/* The private stack and XSAVE area size for inline epochs; false if this CPU cannot, or no memory. */
 static bool inline_setup(void)
 {
 	unsigned a, b, c, d;
@@ -115,8 +158,15 @@ static bool inline_setup(void)
 	RP_STAT_ADD(syscalls, 1);
 	uint8_t *p = mmap(NULL, size + 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
 			  -1, 0);
-	if (p == MAP_FAILED)
+	if (p == MAP_FAILED) {
+		/* Not a CPU that cannot: say what it is, once (start_worker retries at every API call). */
+		inline_oom = errno == ENOMEM;
+		if (inline_oom)
+			rp_oom(size + 4096, "the private stack for epochs on the program's threads: sites are "
+			       "promoted only by relpoline_epoch()");
 		return false;
+	}
+	inline_oom = false;
 	RP_STAT_ADD(syscalls, 1);
 	mprotect(p, 4096, PROT_NONE);   /* guard page: an overflow faults instead of corrupting */
 	rp_inline_xsave_size = b + 64;
@@ -124,6 +174,43 @@ static bool inline_setup(void)
 	return true;
 }
 
+/* Under rp_lock: make the worker run an epoch now (it may be in a long wait). */
+static void worker_kick(void)
+{
+	if (!__atomic_load_n(&worker_running, __ATOMIC_RELAXED))
+		return;
+	int e = errno;
+	__atomic_fetch_add(&rp_worker_seq, 1, __ATOMIC_RELEASE);
+	syscall(SYS_futex, &rp_worker_seq, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+	errno = e;
+}
+
+/* Under rp_lock: the worker should go on running epochs. */
+static bool worker_wanted(void)
+{
+	return !rp_exiting && rp_enabled && rp_cfg.epoch_ms > 0 && rp_cfg.thread;
+}
+
+/* Under rp_lock: one epoch; true if no thread reached the slow path since the last one. */
+static bool worker_epoch(void)
+{
+	uint64_t before = rp_stats.records + rp_stats.records_dropped;
+	rp_epoch_locked();
+	return rp_stats.records + rp_stats.records_dropped == before;
+}
+
+/*
+ * The worker: one futex wait per epoch and nothing else (the epoch itself
+ * makes no syscall when it has nothing to change; the table reaper's
+ * tgkill runs every 64th epoch).  An epoch that aggregated no sample
+ * doubles the next wait, up to IDLE_MAX_MS; one with samples brings it
+ * back to epoch_ms.  While the wait is longer than epoch_ms the slow path
+ * may wake it (schedule_inline), so the first epoch after idleness comes
+ * about epoch_ms after the first slow-path calls, not up to a second later.
+ * pin_epochs still counts periods of epoch_ms: the epoch after a doze ages
+ * the sites by the periods it covered (rp_epoch_periods, policy.c), so a
+ * pinned site is retried on the same clock in an idle program.
+ */
 static void *worker_main(void *arg)
 {
 	(void)arg;
@@ -133,20 +220,38 @@ static void *worker_main(void *arg)
 	prctl(PR_SET_NAME, "relpoline");   /* not pthread_setname_np: it opens a file for another thread */
 	pthread_mutex_lock(&rp_lock);
 	/* First epoch at once: samples taken since start are decided without waiting a period. */
+	bool idle = false;
+	long wait_ms = 0;
 	if (!rp_exiting && rp_enabled)
-		rp_epoch_locked();
-	while (!rp_exiting && rp_enabled && rp_cfg.epoch_ms > 0 && rp_cfg.thread) {
-		struct timespec ts;
-		clock_gettime(CLOCK_MONOTONIC, &ts);
-		uint64_t ns = (uint64_t)ts.tv_nsec + (uint64_t)rp_cfg.epoch_ms * 1000000ull;
-		ts.tv_sec += (time_t)(ns / 1000000000ull);
-		ts.tv_nsec = (long)(ns % 1000000000ull);
-		pthread_cond_timedwait(&wake, &rp_lock, &ts);
-		if (rp_exiting || !rp_enabled || rp_cfg.epoch_ms <= 0 || !rp_cfg.thread)
+		idle = worker_epoch();
+	while (worker_wanted()) {
+		long cap = rp_cfg.epoch_ms > IDLE_MAX_MS ? rp_cfg.epoch_ms : IDLE_MAX_MS;
+		if (!idle || wait_ms < rp_cfg.epoch_ms)
+			wait_ms = rp_cfg.epoch_ms;
+		else
+			wait_ms = wait_ms * 2 < cap ? wait_ms * 2 : cap;
+		worker_dozing = wait_ms > rp_cfg.epoch_ms;
+		schedule_inline();
+		uint32_t seq = __atomic_load_n(&rp_worker_seq, __ATOMIC_ACQUIRE);
+		pthread_mutex_unlock(&rp_lock);
+		struct timespec ts = { (time_t)(wait_ms / 1000), (wait_ms % 1000) * 1000000L };
+		uint64_t t0 = rp_now_ns();
+		syscall(SYS_futex, &rp_worker_seq, FUTEX_WAIT_PRIVATE, seq, &ts, NULL, 0);
+		uint64_t slept_ms = (rp_now_ns() - t0) / 1000000u;
+		pthread_mutex_lock(&rp_lock);
+		bool dozed = worker_dozing;
+		worker_dozing = false;
+		if (!worker_wanted())
 			break;
-		rp_epoch_locked();
+		/* How many epoch_ms periods a doze stood for. */
+		uint64_t periods = dozed ? slept_ms / (uint64_t)rp_cfg.epoch_ms : 1;
+		rp_epoch_periods = periods < 1 ? 1 : periods > UINT32_MAX ? UINT32_MAX : (uint32_t)periods;
+		idle = worker_epoch();
+		rp_epoch_periods = 1;
 	}
 	worker_running = false;
+	worker_dozing = false;
+	schedule_inline();   /* RELPOLINE_THREAD=off again: the slow path runs epochs */
 	pthread_mutex_unlock(&rp_lock);
 	return NULL;
 }
@@ -156,7 +261,7 @@ static void start_worker(void)
 {
 	if (!rp_cfg.thread) {
 		static bool warned;
-		if (rp_enabled && !inline_setup() && !warned) {
+		if (rp_enabled && !inline_setup() && !inline_oom && !warned) {
 			warned = true;
 			rp_warn("RELPOLINE_THREAD=off needs XSAVE and a private stack: sites are promoted "
 				"only by relpoline_epoch()");
@@ -173,12 +278,31 @@ static void start_worker(void)
 	pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
 	pthread_attr_setstacksize(&at, 256 * 1024);
 	pthread_t t;
-	if (pthread_create(&t, &at, worker_main, NULL) == 0) {
-		worker_running = true;
-	} else {
-		rp_warn("cannot start the worker thread: sites are promoted only by relpoline_epoch()");
-	}
+	int e = pthread_create(&t, &at, worker_main, NULL);
 	pthread_attr_destroy(&at);
+	if (e == 0) {
+		worker_running = true;
+		return;
+	}
+	/*
+	 * Every API call tries again; one warning.  glibc turns the ENOMEM of
+	 * its stack mmap into EAGAIN, as it does a thread limit: a mapping
+	 * twice the stack's size (the stack, its guard and TLS, with room to
+	 * spare) tells the two apart.
+	 */
+	static bool warned;
+	if (warned)
+		return;
+	warned = true;
+	const size_t stack = 512 * 1024;
+	void *p = e == EAGAIN ? mmap(NULL, stack, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0) : MAP_FAILED;
+	if (p != MAP_FAILED)
+		munmap(p, stack);
+	if (e == EAGAIN && p == MAP_FAILED && errno == ENOMEM)
+		rp_oom(256 * 1024, "the worker thread's stack: sites are promoted only by relpoline_epoch()");
+	else
+		rp_warn("cannot start the worker thread (%s): sites are promoted only by relpoline_epoch()",
+			strerror(e));
 }
 
 /* fork: never in the middle of a pass; the child gets a worker of its own. */
@@ -189,8 +313,10 @@ static void fork_child(void)
 	rp_learn_reset_thread();
 	rp_modules_after_fork();   /* stub arenas are shared memory: take private copies */
 	worker_running = false;
+	worker_dozing = false;  /* the parent's worker, not ours */
 	patch_ready = false;    /* membarrier registration belongs to the parent's mm */
 	rp_inline_busy = 0;     /* only the forking thread exists; it was not in an epoch */
+	schedule_inline();
 	start_worker();         /* still holding rp_lock, taken by fork_prepare */
 	pthread_mutex_unlock(&rp_lock);
 }
@@ -204,7 +330,8 @@ static void mark_exiting(void)
 {
 	pthread_mutex_lock(&rp_lock);
 	rp_exiting = true;
-	pthread_cond_broadcast(&wake);
+	schedule_inline();
+	worker_kick();
 	pthread_mutex_unlock(&rp_lock);
 }
 
@@ -219,10 +346,6 @@ static void init_once(void)
 	rp_start_ns = rp_now_ns();
 	tsc0 = __builtin_ia32_rdtsc();
 	rp_config_load_env();
-	pthread_condattr_t ca;
-	pthread_condattr_init(&ca);
-	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-	pthread_cond_init(&wake, &ca);
 	rp_enabled = rp_cfg.mode == RP_MODE_ON;
 	if (rp_enabled && RUNNING_ON_VALGRIND) {
 		/* valgrind would keep running its translation of the old bytes. */
@@ -306,8 +429,10 @@ static int set_enabled_locked(bool on)
 		start_worker();
 	}
 	int r = rp_policy_sync();
-	if (!on)
-		pthread_cond_broadcast(&wake);
+	if (!on) {
+		schedule_inline();
+		worker_kick();
+	}
 	return r < 0 ? r : 0;
 }
 
@@ -354,7 +479,7 @@ RP_API int relpoline_config_set(const char *name, const char *value)
 			rp_module_set_flags(rp_flags_wanted());
 		rp_policy_sync();   /* the fallback of pinned sites may have changed */
 		start_worker();
-		pthread_cond_broadcast(&wake);
+		worker_kick();
 	}
 	pthread_mutex_unlock(&rp_lock);
 	return r;

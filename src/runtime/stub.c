@@ -244,14 +244,70 @@ static size_t arena_small(const struct rp_module *m)
 }
 
 /*
+ * Place the read+execute view of FD (*SIZE bytes) within rel32 reach of
+ * M's text; its address, or NULL with *ERR set when the kernel refused
+ * rather than the place being taken.  The place comes from the address
+ * space's gaps (arena_candidates); another thread may take a gap between
+ * the read and the mmap (MAP_FIXED_NOREPLACE then fails and the next
+ * candidate is tried, then a fresh read), and fixed 2 MiB steps on either
+ * side of the module are the last resort.  Without a gap for *SIZE,
+ * *SIZE becomes arena_small(M).
+ */
+static uint8_t *arena_place(const struct rp_module *m, int fd, size_t *size, int *err)
+{
+	const uint64_t step = 2u << 20;
+	uint8_t *rx = NULL;
+	for (int round = 0; round < 4 && !rx && !*err; round++) {
+		uint64_t cand[8];
+		unsigned nc = arena_candidates(m, *size, cand, 8);
+		if (!nc && *size > arena_small(m)) {
+			/* No gap for ARENA_KB within reach: a smaller arena (the memfd keeps its size). */
+			*size = arena_small(m);
+			nc = arena_candidates(m, *size, cand, 8);
+		}
+		for (unsigned i = 0; i < nc && !rx; i++) {
+			rx = map_at(cand[i], *size, PROT_READ | PROT_EXEC, MAP_SHARED, fd);
+			if (!rx && (errno == EPERM || errno == EACCES || errno == ENOMEM))
+				*err = errno;   /* refused, not merely taken */
+			if (*err)
+				break;
+		}
+		if (!nc)
+			break;
+	}
+	for (int pass = 0; pass < 2 && !rx && !*err; pass++) {
+		for (unsigned k = 0; k < 256 && !rx; k++) {
+			uint64_t at;
+			if (pass == 0) {
+				uint64_t lo = m->text_lo & ~(step - 1);
+				if (lo < *size + (uint64_t)(k + 1) * step + (1u << 20))
+					break;
+				at = lo - *size - (uint64_t)k * step;
+			} else {
+				at = ((module_top(m) + step - 1) & ~(step - 1)) + (uint64_t)(k + 16) * step;
+			}
+			if (!arena_reaches(m, at, *size))
+				break;
+			rx = map_at(at, *size, PROT_READ | PROT_EXEC, MAP_SHARED, fd);
+			if (!rx && (errno == EPERM || errno == EACCES || errno == ENOMEM)) {
+				*err = errno;   /* refused, not merely taken: no point trying elsewhere */
+				break;
+			}
+		}
+	}
+	return rx;
+}
+
+/*
  * Map M's arena: read+execute within rel32 reach of its text, read+write
  * anywhere.  Never writable and executable at once: if the memfd cannot be
  * mapped executable (vm.memfd_noexec=2, a noexec policy), the module gets
- * no arena and its sites stay on the fallback.  The place comes from the
- * address space's gaps (arena_candidates); another thread may take a gap
- * between the read and the mmap (MAP_FIXED_NOREPLACE then fails and the
- * next candidate is tried, then a fresh read), and fixed 2 MiB steps on
- * either side of the module are the last resort.
+ * no arena and its sites stay on the fallback.  Out of memory (ENOMEM:
+ * RLIMIT_AS, ulimit -v, the map count) for ARENA_KB, the arena shrinks to
+ * what M's sites need (arena_small) before the module gives up: it is
+ * the size of the mapping that counts against the limit, not the pages
+ * used.  Each failure says which of the three it was: refused, out of
+ * memory (rp_oom: one warning per process), or no room within reach.
  */
 static int arena_init(struct rp_module *m)
 {
@@ -261,58 +317,27 @@ static int arena_init(struct rp_module *m)
 	if (a->failed)
 		return -1;
 	size_t size = ((size_t)rp_cfg.arena_kb * 1024 + 0xfff) & ~(size_t)0xfff;
-	const uint64_t step = 2u << 20;
 	int fd = arena_memfd(size);
 	int err = fd < 0 ? errno : 0;
-	for (int round = 0; fd >= 0 && round < 4 && !a->rx && !err; round++) {
-		uint64_t cand[8];
-		unsigned nc = arena_candidates(m, size, cand, 8);
-		if (!nc && size > arena_small(m)) {
-			/* No gap for ARENA_KB within reach: a smaller arena (the memfd keeps its size). */
-			size = arena_small(m);
-			nc = arena_candidates(m, size, cand, 8);
-		}
-		for (unsigned i = 0; i < nc && !a->rx; i++) {
-			a->rx = map_at(cand[i], size, PROT_READ | PROT_EXEC, MAP_SHARED, fd);
-			if (!a->rx && (errno == EPERM || errno == EACCES || errno == ENOMEM))
-				err = errno;   /* refused, not merely taken */
-			if (err)
-				break;
-		}
-		if (!nc)
-			break;
-	}
-	for (int pass = 0; fd >= 0 && pass < 2 && !a->rx && !err; pass++) {
-		for (unsigned k = 0; k < 256 && !a->rx; k++) {
-			uint64_t at;
-			if (pass == 0) {
-				uint64_t lo = m->text_lo & ~(step - 1);
-				if (lo < size + (uint64_t)(k + 1) * step + (1u << 20))
-					break;
-				at = lo - size - (uint64_t)k * step;
-			} else {
-				at = ((module_top(m) + step - 1) & ~(step - 1)) + (uint64_t)(k + 16) * step;
-			}
-			if (!arena_reaches(m, at, size))
-				break;
-			a->rx = map_at(at, size, PROT_READ | PROT_EXEC, MAP_SHARED, fd);
-			if (!a->rx && (errno == EPERM || errno == EACCES || errno == ENOMEM)) {
-				err = errno;
-				pass = 2;   /* refused, not merely taken: no point trying elsewhere */
+	for (int tries = 0; fd >= 0 && tries < 2; tries++) {
+		err = 0;
+		a->rx = arena_place(m, fd, &size, &err);
+		if (a->rx) {
+			RP_STAT_ADD(syscalls, 1);
+			void *rw = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+			if (rw != MAP_FAILED) {
+				a->rw = rw;
 				break;
 			}
-		}
-	}
-	if (a->rx) {
-		RP_STAT_ADD(syscalls, 1);
-		void *rw = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-		if (rw == MAP_FAILED) {
 			err = errno;
 			munmap(a->rx, size);
 			a->rx = NULL;
-		} else {
-			a->rw = rw;
 		}
+		if (err != ENOMEM || size <= arena_small(m))
+			break;
+		rp_debug("out of memory (ENOMEM) for a %zu KiB stub arena for %s: trying %zu KiB",
+			 size / 1024, m->path, arena_small(m) / 1024);
+		size = arena_small(m);
 	}
 	if (fd >= 0) {
 		RP_STAT_ADD(syscalls, 1);
@@ -321,8 +346,7 @@ static int arena_init(struct rp_module *m)
 	if (!a->rx) {
 		a->failed = true;
 		if (err == ENOMEM)
-			rp_warn("out of memory for the stub arena of %s: its indirect calls keep plain "
-				"retpolines", m->path);
+			rp_oom(2 * size, "stub memory for %s: its sites stay on the fallback", m->path);
 		else if (err)
 			rp_warn("cannot map an executable stub arena for %s (%s): its indirect calls "
 				"keep plain retpolines", m->path, strerror(err));
