@@ -93,6 +93,12 @@ struct relpoline_stats {
 	uint64_t sites_chain;       /* promoted sites on a chain of compares */
 	uint64_t sites_tree;        /* promoted sites on a compare tree */
 	uint64_t stub_hist_log2[9]; /* promoted sites by targets: 1, 2, 3-4, 5-8, ..., 129-256 */
+	/* Saved profiles (RELPOLINE_PROFILE): */
+	uint64_t profile_sites;     /* sites promoted from a saved profile as their module arrived */
+	uint64_t profile_relearned; /* of which later relearned (their stub's misses grew) */
+	uint64_t profile_read;      /* profile files read and accepted */
+	uint64_t profile_written;   /* profile files written (merged with what was there) */
+	uint64_t profile_rejected;  /* profile files ignored: not valid, or another module's */
 };
 
 /* Fill ST (ST->size must be set by the caller; fields beyond it are not written). */

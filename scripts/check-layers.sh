@@ -19,6 +19,7 @@ LAYERS=(
 	"patch"
 	"learn"
 	"policy"
+	"profile"
 	"lifecycle"
 	"report"
 	"runtime epoch_inline"

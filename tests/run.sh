@@ -49,6 +49,8 @@ if [ "$SAN" = 1 ]; then
 fi
 TREESTRESS_CALLS=${TREESTRESS_CALLS:-100000000}
 
+PROFILE_OTHER_ID=52504c50524f46494c4552504c50524f46494c45   # t_profile_b's build-id (t_profile other)
+
 npass=0
 nfail=0
 nskip=0
@@ -420,6 +422,11 @@ for cc in $CCS; do
 	if [ "$SAN" != 1 ]; then # the sanitizers reserve terabytes of address space: no RLIMIT_AS for them
 		build "$cc" t_oom "$OUT/t_oom" "$T/t_oom.c" -ldl
 	fi
+	# Saved profiles: the same program three times, with its own build-id, with
+	# another one (the "other build" of the same code), and with none at all.
+	build "$cc" t_profile "$OUT/t_profile" "$T/t_profile.c" -ldl
+	build "$cc" t_profile_b "$OUT/t_profile_b" "$T/t_profile.c" -ldl -Wl,--build-id=0x$PROFILE_OTHER_ID
+	build "$cc" t_profile_nobid "$OUT/t_profile_nobid" "$T/t_profile.c" -ldl -Wl,--build-id=none
 
 	# The runtime's contract with the program (ABI 3): its malloc, fds, signals,
 	# SIGTRAP, memory protections, threads, exit, partial links.
@@ -660,6 +667,14 @@ for cc in $CCS; do
 		run_case "$cc" jump-table-tree t_jumptab 60 "" "${DET[@]}" RELPOLINE_STUB=tree T_WANT_TREE=1 --
 		run_case "$cc" jump-table-auto t_jumptab 60 "" "${DET[@]}" --
 	fi
+	# Saved profiles (t_profile.c drives children of itself with RELPOLINE_PROFILE).
+	run_case "$cc" profile-warm-start t_profile 120 "" -- warm ./tdl.so
+	run_case "$cc" profile-warm-start-no-build-id t_profile_nobid 120 "" -- warm
+	run_case "$cc" profile-merge t_profile 60 "" -- merge
+	run_case "$cc" profile-corrupt t_profile 180 "" -- corrupt ./tdl.so
+	run_case "$cc" profile-other-build t_profile 60 "" -- other ./t_profile_b "$PROFILE_OTHER_ID"
+	run_case "$cc" profile-concurrent-writers t_profile 120 "" -- writers
+	run_case "$cc" profile-periodic-save t_profile 60 "" -- periodic
 	for th in on off; do
 		run_case "$cc" tail-steady-one-stub-thread-$th t_tailsteady 60 "" RELPOLINE_THREAD=$th \
 			RELPOLINE_EPOCH_MS=1 RELPOLINE_PROMOTE_MIN=64 RELPOLINE_RELEARN_MISSES=50 --

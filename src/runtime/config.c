@@ -20,7 +20,7 @@
 
 struct rp_config rp_cfg;
 
-enum kind { K_BOOL, K_ENUM, K_LONG, K_STATS, K_LOG };
+enum kind { K_BOOL, K_ENUM, K_LONG, K_STATS, K_LOG, K_PROFILE };
 
 struct opt {
 	const char *name;
@@ -77,6 +77,10 @@ static const struct opt opts[] = {
 	  "where warnings go: stderr, a file PATH (appended to) or syslog (/dev/log)" },
 	{ "verbose", K_BOOL, O(verbose), 0, 0, 1, NULL,
 	  "on = log decisions (where RELPOLINE_LOG says)" },
+	{ "profile", K_PROFILE, O(profile), RP_PROFILE_OFF, 0, 2, NULL,
+	  "warm start: off, auto (the per-user cache) or a DIR for the saved profiles" },
+	{ "profile_save_s", K_LONG, O(profile_save_s), 10, 0, 86400, NULL,
+	  "seconds between profile saves from the epochs; 0 = only when a module leaves or at exit" },
 };
 #define NOPTS (sizeof(opts) / sizeof(opts[0]))
 
@@ -104,6 +108,8 @@ static void valid_values(const struct opt *o, char *buf, size_t len)
 		snprintf(buf, len, "0|1|sites|json:PATH (%%p: the pid)");
 	} else if (o->kind == K_LOG) {
 		snprintf(buf, len, "stderr|PATH|syslog");
+	} else if (o->kind == K_PROFILE) {
+		snprintf(buf, len, "off|auto|DIR");
 	} else {
 		snprintf(buf, len, "an integer from %ld to %ld", o->min, o->max);
 	}
@@ -166,6 +172,17 @@ static int parse(const struct opt *o, const char *v, long *out, char *path, size
 		}
 		return -EINVAL;
 	}
+	if (o->kind == K_PROFILE) {
+		/* A directory named like a keyword is ./off or ./auto. */
+		if (!strcasecmp(v, "off") || !strcmp(v, "0")) { *out = RP_PROFILE_OFF; return 0; }
+		if (!strcasecmp(v, "auto")) { *out = RP_PROFILE_AUTO; return 0; }
+		if (v[0] && strlen(v) < plen) {
+			snprintf(path, plen, "%s", v);
+			*out = RP_PROFILE_DIR;
+			return 0;
+		}
+		return -EINVAL;
+	}
 	char *end;
 	errno = 0;
 	long x = strtol(v, &end, 10);
@@ -204,6 +221,8 @@ int rp_config_set(const char *name, const char *value, bool from_env)
 		memcpy(rp_cfg.stats_path, path, sizeof(path));
 	if (o->kind == K_LOG && x == RP_LOG_FILE)
 		memcpy(rp_cfg.log_path, path, sizeof(path));
+	if (o->kind == K_PROFILE && x == RP_PROFILE_DIR)
+		memcpy(rp_cfg.profile_path, path, sizeof(path));
 	return 0;
 }
 
@@ -364,6 +383,9 @@ int rp_config_get(const char *name, char *buf, size_t len)
 	else if (o->kind == K_LOG)
 		n = snprintf(buf, len, "%s", x == RP_LOG_FILE ? rp_cfg.log_path :
 					     x == RP_LOG_SYSLOG ? "syslog" : "stderr");
+	else if (o->kind == K_PROFILE)
+		n = snprintf(buf, len, "%s", x == RP_PROFILE_DIR ? rp_cfg.profile_path :
+					     x == RP_PROFILE_AUTO ? "auto" : "off");
 	else
 		n = snprintf(buf, len, "%ld", x);
 	return n < 0 || (size_t)n >= len ? -ERANGE : 0;

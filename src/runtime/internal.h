@@ -45,7 +45,11 @@ struct rp_config {
 	long log;                /* RP_LOG_*: RP_LOG_FILE writes to log_path */
 	char log_path[512];
 	long verbose;
+	long profile;            /* RP_PROFILE_*: saved profiles (profile.c) */
+	char profile_path[512];
+	long profile_save_s;     /* seconds between saves from the epoch; 0: at exit only */
 };
+enum { RP_PROFILE_OFF, RP_PROFILE_AUTO, RP_PROFILE_DIR };
 extern struct rp_config rp_cfg;
 void rp_config_load_env(void);
 int rp_config_set(const char *name, const char *value, bool from_env);
@@ -100,6 +104,7 @@ struct rp_arena {
 };
 
 struct rp_seg { uint64_t lo, hi; int prot; };
+#define RP_IDENT_MAX 64
 
 struct rp_module {
 	struct rp_module_desc *desc;
@@ -118,6 +123,10 @@ struct rp_module {
 	struct rp_arena arena;
 	unsigned id;
 	struct rp_syms *syms;       /* its symbol table, loaded on first use (symbols.c) */
+	/* Its identity for saved profiles (profile.c): GNU build-id, or a hash of its text. */
+	uint8_t ident[RP_IDENT_MAX];
+	uint8_t ident_len, ident_kind;   /* ident_len 0: none (yet) */
+	uint64_t prof_hash;              /* its profile as last loaded or saved (profile.c) */
 };
 
 struct rp_site {
@@ -159,6 +168,7 @@ struct rp_site {
 	uint32_t mix_n;             /* targets in the last decided mix */
 	uint8_t ntop;
 	struct rp_count top[RP_SITE_TOP];   /* its hottest targets; count: share in parts per million */
+	bool from_profile;          /* its stub came from a saved profile and has not been replaced */
 };
 
 struct rp_module *rp_module_of(uint64_t addr);
@@ -199,6 +209,8 @@ void rp_policy_epoch(void);
 void rp_policy_demote_all(void);
 int rp_policy_sync(void);
 void rp_policy_forget_range(uint64_t lo, uint64_t hi);
+bool rp_policy_preload(struct rp_site *s, const uint64_t *targets, const double *rates, unsigned n,
+		       uint8_t kind, double unpred, unsigned learned_n);
 
 /* ---- stubs (stub.c) ---- */
 /* Emit a stub; KEEP gets the targets it compares (those within reach), *USED their number. */
@@ -255,6 +267,11 @@ void rp_patch_init(void);
 int rp_patch_apply(struct rp_patch *p, size_t n);
 int rp_patch_sites(struct rp_module *m);
 void rp_patch_cell_reset(struct rp_site *s);
+
+/* ---- saved profiles: warm start (profile.c) ---- */
+void rp_profile_arrive(struct rp_module *m);
+void rp_profile_save(void);
+void rp_profile_tick(void);
 
 /* ---- a module's arrival, departure, fork (lifecycle.c) ---- */
 uint8_t rp_flags_wanted(void);

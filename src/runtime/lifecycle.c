@@ -1,7 +1,7 @@
 /*
  * A module's life, orchestrated from above the mechanisms: its arrival
  * (registry, then cells, then the one-time rewrite of its sites), its
- * departure (registry, then policy), the release of what it left once its
+ * departure (saved profiles, registry, then policy), the release of what it left once its
  * text is unmapped, and the fork child's private copies.  The mechanisms
  * below never call each other upward for these: each does its part when
  * called from here.
@@ -68,8 +68,10 @@ void rp_module_arrive(const struct rp_module *tmp)
 			rp_warn("too many modules: %s keeps plain retpolines", tmp->path);
 		return;
 	}
-	if (rp_cfg.mode == RP_MODE_ON && !RUNNING_ON_VALGRIND)
+	if (rp_cfg.mode == RP_MODE_ON && !RUNNING_ON_VALGRIND) {
 		arrive_sites(m);
+		rp_profile_arrive(m);   /* warm start: before any of its code runs */
+	}
 	__atomic_store_n(m->desc->flags, rp_flags_wanted(), __ATOMIC_RELEASE);
 	rp_debug("module %s registered: text %#lx-%#lx", m->path, (unsigned long)m->text_lo,
 		 (unsigned long)m->text_hi);
@@ -86,6 +88,8 @@ void rp_module_arrive(const struct rp_module *tmp)
  */
 void rp_module_depart(struct rp_module *m)
 {
+	/* First: what the sites that jump into M learned is lost below. */
+	rp_profile_save();
 	rp_module_retire(m);
 	rp_policy_forget_range(m->text_lo, m->text_hi);
 	rp_policy_sync();

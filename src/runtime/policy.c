@@ -153,8 +153,22 @@ static int by_count(const void *a, const void *b)
 	return x->count < y->count ? 1 : x->count > y->count ? -1 : 0;
 }
 
+/*
+ * A promoted site's misses grew (or its targets went away): it gets a new
+ * stub, or learns again.  Counted once more if its stub came from a saved
+ * profile (profile.c): how often a profile was wrong for this run.
+ */
+static void count_relearn(struct rp_site *s)
+{
+	rp_stats.relearns++;
+	if (s->from_profile)
+		rp_stats.profile_relearned++;
+	s->from_profile = false;
+}
+
 static void to_learning(struct rp_site *s)
 {
+	s->from_profile = false;
 	acc_reset(s);
 	s->state = RP_SS_LEARNING;
 	s->why = RP_WHY_NONE;
@@ -163,6 +177,7 @@ static void to_learning(struct rp_site *s)
 
 static void to_pinned(struct rp_site *s, uint8_t why)
 {
+	s->from_profile = false;
 	acc_reset(s);
 	s->state = RP_SS_PINNED;
 	s->why = why;
@@ -363,6 +378,7 @@ static bool install_stub(struct rp_site *s, const struct mix *x, unsigned k, uin
 		goto out;   /* nothing within reach to compare (its arena space is not reused) */
 	s->versions++;
 	s->stub = stub;
+	s->from_profile = false;   /* rp_policy_preload sets it again for its own stubs */
 	s->skind = kind == RP_STUB_TREE && nrest ? RP_STUB_TREE : RP_STUB_CHAIN;
 	s->ntargets = 0;
 	if (use_je) {
@@ -604,7 +620,7 @@ static void decide_promoted(struct rp_site *s)
 		 */
 		rp_debug("site %#lx: %lu misses over %u targets: learning again", (unsigned long)s->addr,
 			 (unsigned long)misses, s->nacc);
-		rp_stats.relearns++;
+		count_relearn(s);
 		to_learning(s);
 		return;
 	}
@@ -648,7 +664,7 @@ static void decide_promoted(struct rp_site *s)
 		x.p[i] = total > 0 ? x.rate[i] / total : 0;
 	x.unpred = s->unpred;
 	if (s->versions < (uint32_t)rp_cfg.max_versions)
-		rp_stats.relearns++;
+		count_relearn(s);
 	decide(s, &x, "misses");
 	mix_free(&x);
 }
@@ -818,7 +834,7 @@ static void forget(struct rp_site *s, void *arg)
 				to_pinned(s, RP_WHY_VERSIONS);
 				return;
 			}
-			rp_stats.relearns++;
+			count_relearn(s);
 			to_learning(s);
 			return;
 		}
@@ -833,4 +849,58 @@ void rp_policy_forget_range(uint64_t lo, uint64_t hi)
 {
 	struct range_arg r = { lo, hi };
 	rp_sites_foreach(forget, &r);
+}
+
+/* ---- warm start from a saved profile (profile.c) ---- */
+
+/*
+ * Promote the fresh site S at once, as the run that saved the profile had:
+ * a stub of KIND (RP_STUB_CHAIN or RP_STUB_TREE; RELPOLINE_STUB still
+ * forces one) over TARGETS, with their calls per ms RATES (any order),
+ * UNPRED and LEARNED_N as the learning measured them then.  Nothing here
+ * trusts the profile for correctness: a stub compares the live register,
+ * so a wrong target costs misses, and misses relearn the site as usual.
+ * Runs as S's module arrives, under rp_lock; the caller runs one sync for
+ * the whole module.  False if S has had a stub before or none could be
+ * made (no target within reach): it then learns as usual.
+ */
+bool rp_policy_preload(struct rp_site *s, const uint64_t *targets, const double *rates, unsigned n,
+		       uint8_t kind, double unpred, unsigned learned_n)
+{
+	if (!rp_enabled || !n || s->state != RP_SS_LEARNING || s->versions ||
+	    s->versions >= (uint32_t)rp_cfg.max_versions)
+		return false;
+	struct mix x;
+	if (!mix_alloc(&x, n))
+		return false;
+	double total = 0;
+	for (unsigned i = 0; i < n; i++) {   /* decreasing rate: insertion sort, n <= 256 */
+		unsigned j = i;
+		for (; j > 0 && x.rate[j - 1] < rates[i]; j--) {
+			x.t[j] = x.t[j - 1];
+			x.rate[j] = x.rate[j - 1];
+		}
+		x.t[j] = targets[i];
+		x.rate[j] = rates[i];
+		total += rates[i];
+	}
+	x.n = n;
+	for (unsigned i = 0; i < n; i++)
+		x.p[i] = total > 0 ? x.rate[i] / total : 1.0 / n;
+	x.unpred = unpred;
+	if (rp_cfg.stub != RP_STUB_AUTO)
+		kind = (uint8_t)rp_cfg.stub;
+	unsigned k = n < (unsigned)rp_cfg.max_targets ? n : (unsigned)rp_cfg.max_targets;
+	if (kind != RP_STUB_TREE && k > RP_CHAIN_MAX)
+		k = RP_CHAIN_MAX;
+	bool ok = install_stub(s, &x, k, kind == RP_STUB_TREE ? RP_STUB_TREE : RP_STUB_CHAIN);
+	if (ok) {
+		s->unpred = unpred;
+		s->learned_n = learned_n;
+		s->from_profile = true;
+		acc_reset(s);
+		s->epochs = 0;
+	}
+	mix_free(&x);
+	return ok;
 }

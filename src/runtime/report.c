@@ -45,7 +45,12 @@
 	X(bytes_written, "code bytes written") \
 	X(membarriers, "membarriers") \
 	X(syscalls, "syscalls (patcher, arenas, memory)") \
-	X(arena_bytes, "stub memory, bytes")
+	X(arena_bytes, "stub memory, bytes") \
+	X(profile_sites, "sites promoted from a profile") \
+	X(profile_relearned, "  of which relearned since") \
+	X(profile_read, "profile files read") \
+	X(profile_written, "profile files written") \
+	X(profile_rejected, "profile files rejected")
 
 static int format_table(const struct relpoline_stats *s, char *buf, size_t len)
 {

@@ -117,6 +117,7 @@ int rp_epoch_locked(void)
 	uint64_t t0 = rp_now_ns();
 	rp_modules_reap();
 	rp_policy_epoch();
+	rp_profile_tick();
 	rp_stats.epochs++;
 	rp_stats.worker_ns += rp_now_ns() - t0;
 	schedule_inline();
@@ -338,6 +339,9 @@ static void mark_exiting(void)
 static void at_exit(void)
 {
 	mark_exiting();
+	pthread_mutex_lock(&rp_lock);
+	rp_profile_save();   /* what module departures have not saved already */
+	pthread_mutex_unlock(&rp_lock);
 	rp_report_at_exit();
 }
 

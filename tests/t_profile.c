@@ -1,0 +1,695 @@
+/*
+ * Saved profiles (RELPOLINE_PROFILE, src/runtime/profile.c).  The program
+ * drives itself: run.sh runs a parent (profiles off), which starts children
+ * of this binary (or of another build of it) with RELPOLINE_PROFILE set to
+ * a fresh directory, reads their stdout (stats lines) and stderr (warnings),
+ * and reads the files with the tests' own reader of the format
+ * (profile_fmt.h).
+ *
+ *   t_profile warm [DL]    a recording run, then a warm run: every site is
+ *                          promoted before main's first indirect call, no
+ *                          call reaches the slow path, no warning; a run
+ *                          whose calls then miss relearns (and counts it)
+ *   t_profile merge        two runs over different sites: the file holds both
+ *   t_profile corrupt DL   random bytes, truncated, bad checksum, another
+ *                          module's id, another version, reserved bits,
+ *                          targets outside any object, offsets that are not
+ *                          sites, and two bad files in one process: each at
+ *                          most one warning, every call right, and the file
+ *                          valid again after the run
+ *   t_profile other B HEX  B is this program linked with build-id HEX: it
+ *                          ignores this build's profile; given this build's
+ *                          file under its own name, it rejects it
+ *   t_profile writers      20 processes save into one directory at once: one
+ *                          valid file, no temporary file left
+ *   t_profile periodic     a process that never exits saves from its epochs
+ * DL: a relpoline-built library (tests/lib_sites.c -DDL_LIB) that the
+ * children dlopen, so a process has two modules with profiles.
+ */
+#include "common.h"
+#include <sys/wait.h>
+#include <dlfcn.h>
+#include <spawn.h>
+#include <time.h>
+#include "profile_fmt.h"
+
+extern char **environ;
+
+/* ---- the workload: 8 call sites, 6 targets ---- */
+typedef long (*fn_t)(long);
+#define TARGET(i) NOINLINE long f##i(long x) { return x * (i + 2) + i + 1; }
+TARGET(0) TARGET(1) TARGET(2) TARGET(3) TARGET(4) TARGET(5)
+static fn_t volatile fns[6] = { f0, f1, f2, f3, f4, f5 };
+#define SITE(n) NOINLINE long site##n(fn_t f, long x) { return f(x) + n; }
+SITE(1) SITE(2) SITE(3) SITE(4) SITE(5) SITE(6) SITE(7) SITE(8)
+
+static long call_site(int s, fn_t f, long x)
+{
+	switch (s) {
+	case 0: return site1(f, x);
+	case 1: return site2(f, x);
+	case 2: return site3(f, x);
+	case 3: return site4(f, x);
+	case 4: return site5(f, x);
+	case 5: return site6(f, x);
+	case 6: return site7(f, x);
+	default: return site8(f, x);
+	}
+}
+
+/* Site s's target in round r: sites 0-3 one each, 4-5 two, 6-7 three. */
+static int target_of(int s, long r)
+{
+	if (s < 4)
+		return s;
+	if (s < 6)
+		return 1 + (int)(r % 2);
+	return 3 + (int)(r % 3);
+}
+
+/* REPS rounds over the sites in MASK; the number of wrong results. */
+static long work(long reps, unsigned mask)
+{
+	long wrong = 0;
+	for (long r = 0; r < reps; r++)
+		for (int s = 0; s < 8; s++) {
+			if (!(mask >> s & 1))
+				continue;
+			int t = target_of(s, r);
+			if (call_site(s, fns[t], r) != r * (t + 2) + t + 1 + s + 1)
+				wrong++;
+		}
+	return wrong;
+}
+
+/* ---- children ---- */
+
+static void print_stats(const char *tag)
+{
+	struct relpoline_stats s = t_stats();
+	printf("%s promoted=%" PRIu64 " psites=%" PRIu64 " read=%" PRIu64 " rejected=%" PRIu64
+	       " written=%" PRIu64 " relearned=%" PRIu64 " records=%" PRIu64 "\n",
+	       tag, s.sites_promoted, s.profile_sites, s.profile_read, s.profile_rejected,
+	       s.profile_written, s.profile_relearned, s.records);
+	fflush(stdout);
+}
+
+/* The library's calls (DL_LIB build of lib_sites.c); the number of wrong results. */
+static long dl_work(void)
+{
+	const char *dl = getenv("T_DL");
+	if (!dl || !*dl)
+		return 0;
+	void *h = dlopen(dl, RTLD_NOW | RTLD_LOCAL);
+	if (!h)
+		DIE("dlopen %s: %s", dl, dlerror());
+	long (*run)(int, long) = (long (*)(int, long))dlsym(h, "dl_run");
+	if (!run)
+		DIE("dlsym dl_run");
+	return run(1, 40);
+}
+
+static int child(const char *mode)
+{
+	unsigned mask = (unsigned)t_env_u64("T_MASK", 0xff);
+	long wrong = 0;
+	if (!strcmp(mode, "check"))
+		print_stats("START");   /* before the first indirect call of main */
+	t_epoch();
+	wrong += work(64, mask);
+	wrong += dl_work();
+	t_epoch();
+	wrong += work(16, mask);
+	t_epoch();
+	print_stats("END");
+	if (getenv("T_MISS")) {
+		/* Site 5 learned targets 1 and 2; now it calls only 0: a window of misses. */
+		for (long r = 0; r < 200000; r++)
+			wrong += call_site(4, f0, r) != r * 2 + 1 + 5;
+		t_epoch();
+		print_stats("MISS");
+	}
+	CHECK(wrong == 0, "%ld wrong results", wrong);
+	if (!strcmp(mode, "periodic")) {
+		/* Never exits normally: the file must come from an epoch. */
+		const char *dir = getenv("RELPOLINE_PROFILE");
+		for (int i = 0; i < 600; i++) {
+			t_epoch();
+			DIR *d = opendir(dir);
+			struct dirent *e;
+			int found = 0;
+			while (d && (e = readdir(d)))
+				found |= strstr(e->d_name, ".rprof") && e->d_name[0] != '.';
+			if (d)
+				closedir(d);
+			if (found) {
+				printf("periodic: saved after %d epochs\n", i + 1);
+				fflush(stdout);
+				_exit(t_fails ? 1 : 0);
+			}
+			usleep(50000);
+		}
+		DIE("no profile saved by the epochs in 30 s");
+	}
+	return t_finish(mode);
+}
+
+/* ---- the parent ---- */
+
+static char base[512], pdir[600];
+static int nrun;
+
+struct result {
+	int status;
+	int warnings;
+	char err[4096];
+	long start[7], end[7], miss[7];   /* promoted psites read rejected written relearned records */
+	int has_start, has_end, has_miss;
+};
+
+static void parse_line(const char *l, const char *tag, long *v, int *has)
+{
+	size_t n = strlen(tag);
+	if (strncmp(l, tag, n) || l[n] != ' ')
+		return;
+	*has = sscanf(l + n, " promoted=%ld psites=%ld read=%ld rejected=%ld written=%ld relearned=%ld records=%ld",
+		      &v[0], &v[1], &v[2], &v[3], &v[4], &v[5], &v[6]) == 7;
+}
+
+/*
+ * Start BIN as a child in MODE with the profile directory and EXTRA
+ * (NAME=VALUE strings, NULL-terminated); returns its pid.  Its output goes
+ * to base/run-N.out and .err.
+ */
+static pid_t start(const char *bin, const char *mode, const char *const *extra, int *id)
+{
+	char *envp[256];
+	int n = 0;
+	for (char **e = environ; *e && n < 200; e++)
+		if (strncmp(*e, "RELPOLINE_", 10) && strncmp(*e, "T_", 2))
+			envp[n++] = *e;
+	static char penv[700];
+	snprintf(penv, sizeof penv, "RELPOLINE_PROFILE=%s", pdir);
+	envp[n++] = penv;
+	envp[n++] = "RELPOLINE_EPOCH_MS=0";
+	envp[n++] = "RELPOLINE_PROMOTE_MIN=16";
+	envp[n++] = "RELPOLINE_RELEARN_MISSES=100";
+	for (; extra && *extra && n < 250; extra++)
+		envp[n++] = (char *)*extra;
+	envp[n] = NULL;
+	*id = nrun++;
+	char out[700], err[700];
+	snprintf(out, sizeof out, "%s/run-%d.out", base, *id);
+	snprintf(err, sizeof err, "%s/run-%d.err", base, *id);
+	posix_spawn_file_actions_t fa;
+	posix_spawn_file_actions_init(&fa);
+	posix_spawn_file_actions_addopen(&fa, 1, out, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+	posix_spawn_file_actions_addopen(&fa, 2, err, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+	char *argv[] = { (char *)bin, "child", (char *)mode, NULL };
+	pid_t pid;
+	if (posix_spawn(&pid, bin, &fa, NULL, argv, envp))
+		DIE("posix_spawn %s", bin);
+	posix_spawn_file_actions_destroy(&fa);
+	return pid;
+}
+
+static void collect(pid_t pid, int id, struct result *r)
+{
+	memset(r, 0, sizeof(*r));
+	if (waitpid(pid, &r->status, 0) != pid)
+		DIE("waitpid");
+	char path[700], line[1024];
+	snprintf(path, sizeof path, "%s/run-%d.out", base, id);
+	FILE *f = fopen(path, "r");
+	while (f && fgets(line, sizeof line, f)) {
+		parse_line(line, "START", r->start, &r->has_start);
+		parse_line(line, "END", r->end, &r->has_end);
+		parse_line(line, "MISS", r->miss, &r->has_miss);
+	}
+	if (f)
+		fclose(f);
+	snprintf(path, sizeof path, "%s/run-%d.err", base, id);
+	f = fopen(path, "r");
+	size_t n = 0;
+	while (f && fgets(line, sizeof line, f)) {
+		if (!strncmp(line, "relpoline: warning", 18))
+			r->warnings++;
+		size_t l = strlen(line);
+		if (n + l < sizeof(r->err)) {
+			memcpy(r->err + n, line, l);
+			n += l;
+		}
+	}
+	r->err[n] = 0;
+	if (f)
+		fclose(f);
+}
+
+static void run(const char *bin, const char *mode, const char *const *extra, struct result *r)
+{
+	int id;
+	pid_t pid = start(bin, mode, extra, &id);
+	collect(pid, id, r);
+}
+
+static int ok_exit(const struct result *r)
+{
+	return WIFEXITED(r->status) && WEXITSTATUS(r->status) == 0;
+}
+
+#define CHECK_RUN(r, what)                                                                      \
+	CHECK(ok_exit(r), "%s: child status %#x; its stderr:\n%s", what, (r)->status, (r)->err)
+
+/* Names in the profile directory: *.rprof files and anything else. */
+static int list_dir(char names[][300], int max, int *others)
+{
+	DIR *d = opendir(pdir);
+	int n = 0;
+	*others = 0;
+	struct dirent *e;
+	while (d && (e = readdir(d))) {
+		if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
+			continue;
+		size_t l = strlen(e->d_name);
+		if (l > 6 && !strcmp(e->d_name + l - 6, ".rprof") && e->d_name[0] != '.') {
+			if (n < max)
+				snprintf(names[n++], 300, "%s", e->d_name);
+		} else {
+			(*others)++;
+			fprintf(stderr, "not a profile in %s: %s\n", pdir, e->d_name);
+		}
+	}
+	if (d)
+		closedir(d);
+	return n;
+}
+
+/* The path of this build's executable file in the directory (its build-id, or its text hash). */
+static void exe_file(char *out, size_t len)
+{
+	char hex[140];
+	if (tpf_build_id("", hex)[0]) {
+		snprintf(out, len, "%s/%s.rprof", pdir, hex);
+		return;
+	}
+	char names[8][300];
+	int others, n = list_dir(names, 8, &others);
+	for (int i = 0; i < n; i++)
+		if (!strncmp(names[i], "text-", 5)) {
+			snprintf(out, len, "%s/%.299s", pdir, names[i]);
+			return;
+		}
+	DIE("no text-*.rprof for an executable without a build-id");
+}
+
+static void fresh_dir(const char *tag)
+{
+	snprintf(pdir, sizeof pdir, "%s/%s", base, tag);
+	if (mkdir(pdir, 0700))
+		DIE("mkdir %s", pdir);
+}
+
+static void read_valid(const char *path, struct tpf *f, const char *what)
+{
+	const char *why = tpf_read(path, f);
+	if (why)
+		DIE("%s: %s is not valid by the spec: %s", what, path, why);
+}
+
+static const char *dl_env[2];
+
+static int parent_warm(const char *self)
+{
+	struct result r;
+	fresh_dir("warm");
+	const char *rec[] = { dl_env[0], NULL };
+	run(self, "record", rec, &r);
+	CHECK_RUN(&r, "record");
+	CHECK(r.warnings == 0, "record: %d warnings:\n%s", r.warnings, r.err);
+	CHECK(r.has_end && r.end[0] >= 8 && r.end[1] == 0, "record: promoted %ld from profile %ld",
+	      r.end[0], r.end[1]);
+	long cold_records = r.end[6];
+	char names[8][300], exe[1200];
+	int others, n = list_dir(names, 8, &others);
+	CHECK(n == (dl_env[0] ? 2 : 1) && others == 0, "%d profiles, %d other files", n, others);
+	exe_file(exe, sizeof exe);
+	struct tpf f;
+	read_valid(exe, &f, "after the recording run");
+	CHECK(f.nsites >= 8, "the executable's profile has %u sites, want >= 8", f.nsites);
+	printf("profile: %u sites, %u targets, %u ids, %zu bytes\n", f.nsites, f.ntargets, f.nids, f.size);
+	free(f.b);
+
+	run(self, "check", rec, &r);
+	CHECK_RUN(&r, "warm run");
+	CHECK(r.warnings == 0, "warm run: %d warnings:\n%s", r.warnings, r.err);
+	CHECK(r.has_start && r.start[1] >= 8 && r.start[0] >= 8 && r.start[2] == 1 && r.start[3] == 0,
+	      "at the start of main: %ld sites promoted, %ld from the profile, %ld files read, %ld rejected",
+	      r.start[0], r.start[1], r.start[2], r.start[3]);
+	/* Nothing reached the slow path: every call hit a stub loaded from the profile. */
+	CHECK(r.has_end && r.end[6] < 16 && cold_records >= 8 * 64,
+	      "slow-path samples: %ld warm, %ld cold", r.end[6], cold_records);
+	if (dl_env[0])
+		CHECK(r.end[1] >= 11 && r.end[2] == 2, "the library: %ld sites from profiles, %ld files read",
+		      r.end[1], r.end[2]);
+	CHECK(r.end[4] == 0, "an unchanged warm run wrote %ld profiles", r.end[4]);
+	printf("warm: %ld promoted at the start of main, %ld slow-path samples (cold: %ld)\n", r.start[0],
+	       r.end[6], cold_records);
+
+	const char *miss[] = { dl_env[0], "T_MISS=1", NULL };
+	if (!dl_env[0])
+		miss[0] = "T_MISS=1", miss[1] = NULL;
+	run(self, "check", miss, &r);
+	CHECK_RUN(&r, "miss run");
+	CHECK(r.has_miss && r.miss[5] >= 1, "a profiled site that misses was not counted as relearned "
+	      "(relearned %ld)", r.miss[5]);
+	read_valid(exe, &f, "after the miss run");
+	free(f.b);
+	return t_finish("t_profile warm");
+}
+
+/* Sites 0-3, then sites 4-7 in a second process: the file holds all eight. */
+static int parent_merge(const char *self)
+{
+	struct result r;
+	fresh_dir("merge");
+	const char *a[] = { "T_MASK=0x0f", NULL }, *b[] = { "T_MASK=0xf0", NULL };
+	run(self, "record", a, &r);
+	CHECK_RUN(&r, "record 0-3");
+	char exe[1200];
+	exe_file(exe, sizeof exe);
+	struct tpf f;
+	read_valid(exe, &f, "first run");
+	uint32_t first = f.nsites;
+	free(f.b);
+	run(self, "record", b, &r);
+	CHECK_RUN(&r, "record 4-7");
+	read_valid(exe, &f, "second run");
+	CHECK(first >= 4 && f.nsites >= first + 4, "sites: %u after the first run, %u after the second", first,
+	      f.nsites);
+	free(f.b);
+	run(self, "check", NULL, &r);
+	CHECK_RUN(&r, "warm run");
+	CHECK(r.has_start && r.start[1] >= 8, "warm run after the merge: %ld sites from the profile", r.start[1]);
+	return t_finish("t_profile merge");
+}
+
+struct damage {
+	const char *name;
+	int invalid;       /* 1: the file must be rejected (one warning); 0: read, no warning */
+	int both;          /* the library's file is damaged too */
+	int promotes;      /* (valid files) its entries still fit this build: stubs that only miss */
+};
+
+static uint32_t lcg = 12345;
+static uint8_t rnd(void)
+{
+	lcg = lcg * 1103515245u + 12345u;
+	return (uint8_t)(lcg >> 16);
+}
+
+/* KIND applied to a copy of the valid file P (SIZE bytes) into OUT; returns the new size. */
+static size_t damage(const char *kind, const uint8_t *p, size_t size, uint8_t *out)
+{
+	memcpy(out, p, size);
+	struct tpf f = { out, size, 0, 0, 0, 0, 0, 0 };
+	if (tpf_parse(&f))
+		DIE("the pristine file does not parse");
+	if (!strcmp(kind, "random")) {
+		for (size_t i = 0; i < 4096; i++)
+			out[i] = rnd();
+		return 4096;
+	}
+	if (!strcmp(kind, "random-after-header")) {
+		for (size_t i = 64; i < size; i++)
+			out[i] = rnd();
+		return size;
+	}
+	if (!strcmp(kind, "empty"))
+		return 0;
+	if (!strcmp(kind, "truncated"))
+		return size - 24;
+	if (!strcmp(kind, "truncated-half"))
+		return size / 2;
+	if (!strcmp(kind, "bad-checksum")) {
+		f.sites[3] ^= 0x40;   /* an offset changed, the checksum not */
+		return size;
+	}
+	if (!strcmp(kind, "other-build-id")) {
+		f.ids[8] ^= 1;
+		tpf_reseal(&f);
+		return size;
+	}
+	if (!strcmp(kind, "version-2")) {
+		out[8] = 2;
+		tpf_reseal(&f);
+		return size;
+	}
+	if (!strcmp(kind, "reserved-bits")) {
+		f.sites[7] = 1;
+		tpf_reseal(&f);
+		return size;
+	}
+	if (!strcmp(kind, "target-ids-out-of-range")) {
+		tpf_set32(f.targets, f.nids);
+		tpf_reseal(&f);
+		return size;
+	}
+	if (!strcmp(kind, "targets-outside-any-module")) {
+		for (uint32_t i = 0; i < f.ntargets; i++)
+			tpf_set64(f.targets + (size_t)i * TPF_TARGET + 8, 0x3fff00000000ull + 64 * i);
+		tpf_reseal(&f);
+		return size;
+	}
+	if (!strcmp(kind, "targets-off-by-one")) {
+		/* Still inside the executable's code, but no target: a stub that only misses. */
+		for (uint32_t i = 0; i < f.ntargets; i++) {
+			uint8_t *x = f.targets + (size_t)i * TPF_TARGET + 8;
+			tpf_set64(x, tpf_le64(x) + 1);
+		}
+		tpf_reseal(&f);
+		return size;
+	}
+	if (!strcmp(kind, "offsets-not-sites")) {
+		for (uint32_t i = 0; i < f.nsites; i++) {
+			uint8_t *s = f.sites + (size_t)i * TPF_SITE;
+			tpf_set32(s, tpf_le32(s) + 1);
+		}
+		tpf_reseal(&f);
+		return size;
+	}
+	if (!strcmp(kind, "wrong-register")) {
+		for (uint32_t i = 0; i < f.nsites; i++)
+			f.sites[(size_t)i * TPF_SITE + 5] = (uint8_t)((f.sites[(size_t)i * TPF_SITE + 5] + 1) % 15);
+		tpf_reseal(&f);
+		return size;
+	}
+	DIE("unknown damage %s", kind);
+}
+
+static int parent_corrupt(const char *self)
+{
+	struct result r;
+	fresh_dir("corrupt");
+	const char *rec[] = { dl_env[0], NULL };
+	run(self, "record", rec, &r);
+	CHECK_RUN(&r, "record");
+	char exe[1200], lib[1200], names[8][300];
+	exe_file(exe, sizeof exe);
+	int others, n = list_dir(names, 8, &others);
+	lib[0] = 0;
+	for (int i = 0; i < n; i++) {
+		char p[1200];
+		snprintf(p, sizeof p, "%s/%.299s", pdir, names[i]);
+		if (strcmp(p, exe))
+			snprintf(lib, sizeof lib, "%s", p);
+	}
+	if (n != 2 || !lib[0])
+		DIE("want the executable's and the library's profiles, found %d files", n);
+	struct tpf e, l;
+	read_valid(exe, &e, "record");
+	read_valid(lib, &l, "record");
+	uint8_t *buf = malloc(e.size + 8192), *lbuf = malloc(l.size + 8192);
+	static const struct damage kinds[] = {
+		{ "random", 1, 0, 0 }, { "random-after-header", 1, 0, 0 }, { "empty", 1, 0, 0 },
+		{ "truncated", 1, 0, 0 }, { "truncated-half", 1, 0, 0 }, { "bad-checksum", 1, 0, 0 },
+		{ "other-build-id", 1, 0, 0 }, { "version-2", 1, 0, 0 }, { "reserved-bits", 1, 0, 0 },
+		{ "target-ids-out-of-range", 1, 0, 0 },
+		{ "targets-outside-any-module", 0, 0, 0 }, { "targets-off-by-one", 0, 0, 1 },
+		{ "offsets-not-sites", 0, 0, 0 }, { "wrong-register", 0, 0, 0 },
+		{ "bad-checksum", 1, 1, 0 }, { "random", 1, 1, 0 },
+	};
+	for (size_t k = 0; k < sizeof(kinds) / sizeof(kinds[0]); k++) {
+		const struct damage *d = &kinds[k];
+		size_t sz = damage(d->name, e.b, e.size, buf);
+		tpf_write(exe, buf, sz);
+		if (d->both)
+			tpf_write(lib, lbuf, damage(d->name, l.b, l.size, lbuf));
+		else
+			tpf_write(lib, l.b, l.size);
+		const char *env[] = { dl_env[0], NULL };
+		run(self, "check", env, &r);
+		char what[100];
+		snprintf(what, sizeof what, "%s%s", d->name, d->both ? " (both files)" : "");
+		CHECK_RUN(&r, what);   /* every call's result is checked by the child */
+		CHECK(r.warnings <= 1, "%s: %d warnings:\n%s", what, r.warnings, r.err);
+		if (d->invalid) {
+			CHECK(r.warnings == 1 && r.has_start && r.start[3] == 1 && r.start[2] == 0 && r.start[1] == 0,
+			      "%s: want the file rejected with one warning: %d warnings, start: read %ld rejected %ld "
+			      "from profile %ld", what, r.warnings, r.start[2], r.start[3], r.start[1]);
+			CHECK(r.has_end && r.end[3] == 1 + d->both, "%s: %ld files rejected, want %d", what, r.end[3],
+			      1 + d->both);
+		} else {
+			CHECK(r.warnings == 0 && r.has_start && r.start[2] == 1 && r.start[3] == 0,
+			      "%s: want the file read without a warning: %d warnings, read %ld rejected %ld", what,
+			      r.warnings, r.start[2], r.start[3]);
+			if (d->promotes)
+				CHECK(r.start[1] >= 8, "%s: %ld sites promoted, want >= 8", what, r.start[1]);
+			else
+				CHECK(r.start[1] == 0, "%s: %ld sites promoted from entries that do not fit", what,
+				      r.start[1]);
+		}
+		struct tpf after;
+		const char *why = tpf_read(exe, &after);
+		CHECK(!why && after.nsites >= 8, "%s: after the run the file is %s with %u sites", what,
+		      why ? why : "valid", why ? 0 : after.nsites);
+		free(after.b);
+		printf("%-30s warnings %d, read %ld, rejected %ld, sites from it %ld: ok\n", what, r.warnings,
+		       r.start[2], r.start[3], r.start[1]);
+	}
+	free(buf);
+	free(lbuf);
+	free(e.b);
+	free(l.b);
+	return t_finish("t_profile corrupt");
+}
+
+static int parent_other(const char *self, const char *other, const char *hex)
+{
+	struct result r;
+	fresh_dir("other");
+	run(self, "record", NULL, &r);
+	CHECK_RUN(&r, "record (this build)");
+	char exe[1200], theirs[1200];
+	exe_file(exe, sizeof exe);
+	snprintf(theirs, sizeof theirs, "%s/%s.rprof", pdir, hex);
+	CHECK(strcmp(exe, theirs), "both builds have the build-id %s", hex);
+	struct tpf f, g;
+	read_valid(exe, &f, "record");
+	run(other, "check", NULL, &r);
+	CHECK_RUN(&r, "the other build");
+	CHECK(r.warnings == 0 && r.has_start && r.start[1] == 0 && r.start[2] == 0 && r.start[3] == 0,
+	      "the other build: %d warnings, %ld sites from a profile, %ld read, %ld rejected", r.warnings,
+	      r.start[1], r.start[2], r.start[3]);
+	read_valid(exe, &g, "this build's file after the other build ran");
+	CHECK(g.size == f.size && !memcmp(g.b, f.b, f.size), "the other build changed this build's profile");
+	free(g.b);
+	read_valid(theirs, &g, "the other build's own file");
+	free(g.b);
+	/* This build's profile under the other build's name: same code, same offsets, another id. */
+	tpf_write(theirs, f.b, f.size);
+	run(other, "check", NULL, &r);
+	CHECK_RUN(&r, "the other build with this build's file");
+	CHECK(r.warnings == 1 && r.has_start && r.start[1] == 0 && r.start[3] == 1,
+	      "this build's profile under the other build's name: %d warnings, %ld sites from it, %ld rejected",
+	      r.warnings, r.start[1], r.start[3]);
+	free(f.b);
+	return t_finish("t_profile other");
+}
+
+static int parent_writers(const char *self)
+{
+	enum { N = 20 };
+	fresh_dir("writers");
+	pid_t pid[N];
+	int id[N];
+	static char masks[N][32];
+	for (int i = 0; i < N; i++) {
+		snprintf(masks[i], sizeof masks[i], "T_MASK=%#x", 1u << (i % 8) | 1u << ((i + 3) % 8));
+		const char *env[] = { masks[i], NULL };
+		pid[i] = start(self, "record", env, &id[i]);
+	}
+	for (int i = 0; i < N; i++) {
+		struct result r;
+		collect(pid[i], id[i], &r);
+		CHECK_RUN(&r, "writer");
+		CHECK(r.warnings == 0, "writer %d: %d warnings:\n%s", i, r.warnings, r.err);
+	}
+	char names[8][300], exe[1200];
+	int others, n = list_dir(names, 8, &others);
+	CHECK(n == 1 && others == 0, "after 20 writers: %d profiles and %d other files (temporary files left?)",
+	      n, others);
+	exe_file(exe, sizeof exe);
+	struct tpf f;
+	read_valid(exe, &f, "after 20 concurrent writers");
+	CHECK(f.nsites >= 2, "%u sites", f.nsites);
+	printf("writers: one valid file, %u sites\n", f.nsites);
+	free(f.b);
+	return t_finish("t_profile writers");
+}
+
+static int parent_periodic(const char *self)
+{
+	struct result r;
+	fresh_dir("periodic");
+	const char *env[] = { "RELPOLINE_PROFILE_SAVE_S=1", NULL };
+	run(self, "periodic", env, &r);
+	CHECK_RUN(&r, "periodic");
+	char exe[1200];
+	exe_file(exe, sizeof exe);
+	struct tpf f;
+	read_valid(exe, &f, "saved from an epoch");
+	CHECK(f.nsites >= 8, "%u sites", f.nsites);
+	free(f.b);
+	return t_finish("t_profile periodic");
+}
+
+static void cleanup(void)
+{
+	char cmd[700];
+	if (t_fails)
+		return;   /* left for a look */
+	snprintf(cmd, sizeof cmd, "rm -rf '%s'", base);
+	if (system(cmd))
+		fprintf(stderr, "cannot remove %s\n", base);
+}
+
+int main(int argc, char **argv)
+{
+	if (argc >= 3 && !strcmp(argv[1], "child"))
+		return child(argv[2]);
+	if (argc < 2)
+		DIE("usage: t_profile warm|merge|corrupt|other|writers|periodic ...");
+	char self[600];
+	ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+	if (n <= 0)
+		DIE("readlink /proc/self/exe");
+	self[n] = 0;
+	snprintf(base, sizeof base, "%s/prof-%s-XXXXXX", getcwd(NULL, 0), argv[1]);
+	if (!mkdtemp(base))
+		DIE("mkdtemp %s", base);
+	static char dl[700];
+	if (argc >= 3 && strcmp(argv[1], "other")) {
+		char *p = realpath(argv[2], NULL);
+		if (!p)
+			DIE("%s not found", argv[2]);
+		snprintf(dl, sizeof dl, "T_DL=%s", p);
+		dl_env[0] = dl;
+	}
+	int rc;
+	if (!strcmp(argv[1], "warm"))
+		rc = parent_warm(self);
+	else if (!strcmp(argv[1], "merge"))
+		rc = parent_merge(self);
+	else if (!strcmp(argv[1], "corrupt") && dl_env[0])
+		rc = parent_corrupt(self);
+	else if (!strcmp(argv[1], "other") && argc >= 4)
+		rc = parent_other(self, argv[2], argv[3]);
+	else if (!strcmp(argv[1], "writers"))
+		rc = parent_writers(self);
+	else if (!strcmp(argv[1], "periodic"))
+		rc = parent_periodic(self);
+	else
+		DIE("bad arguments");
+	cleanup();
+	return rc;
+}
