@@ -36,7 +36,16 @@ def main():
             site += 1
         body.append("\t__asm__ volatile(\"\");")  # keep the last call from being a tail call
         lines.append("__attribute__((noinline)) void f%d(void)\n{\n%s\n}" % (f, "\n".join(body)))
-    lines.append("int main(int argc, char **argv)\n{\n\t(void)argv;\n\tif (argc > 1000) {")
+    # One argument: run every site, with an epoch every other round, so that
+    # a relpoline build with RELPOLINE_PROFILE=DIR RELPOLINE_PROMOTE_MIN=2
+    # promotes them all and saves the profile the warm start-up loads.
+    lines.append("int relpoline_epoch(void) __attribute__((weak));")
+    lines.append("int main(int argc, char **argv)\n{\n\t(void)argv;\n\tfor (int r = 0; r < (argc == 2 ? 256 : 0); r++) {")
+    for f in range(nfun):
+        lines.append("\t\tf%d();" % f)
+    lines.append("\t\tif (r % 2 && relpoline_epoch)\n\t\t\trelpoline_epoch();")
+    lines.append("\t}")
+    lines.append("\tif (argc > 1000) {")
     for f in range(nfun):
         lines.append("\t\tf%d();" % f)
     lines.append("\t}")

@@ -126,7 +126,7 @@ struct rp_module {
 	/* Its identity for saved profiles (profile.c): GNU build-id, or a hash of its text. */
 	uint8_t ident[RP_IDENT_MAX];
 	uint8_t ident_len, ident_kind;   /* ident_len 0: none (yet) */
-	uint64_t prof_hash;              /* its profile as last loaded or saved (profile.c) */
+	uint64_t prof_hash;              /* signature of its profile as last loaded or saved (profile.c) */
 };
 
 struct rp_site {
@@ -174,6 +174,7 @@ struct rp_site {
 struct rp_module *rp_module_of(uint64_t addr);
 struct rp_site *rp_site_lookup(uint64_t addr);
 struct rp_site *rp_site_get(uint64_t addr);   /* its record, made on its first sample */
+struct rp_site *rp_site_make(struct rp_module *m, size_t i);   /* the same for site I of M */
 void rp_site_seen(struct rp_site *s);
 void rp_sites_foreach(void (*fn)(struct rp_site *, void *), void *arg);
 void rp_modules_foreach(void (*fn)(struct rp_module *, void *), void *arg);
@@ -208,6 +209,7 @@ extern uint32_t rp_epoch_periods;
 void rp_policy_epoch(void);
 void rp_policy_demote_all(void);
 int rp_policy_sync(void);
+int rp_policy_sync_new(struct rp_site **v, size_t n);
 void rp_policy_forget_range(uint64_t lo, uint64_t hi);
 bool rp_policy_preload(struct rp_site *s, const uint64_t *targets, const double *rates, unsigned n,
 		       uint8_t kind, double unpred, unsigned learned_n);

@@ -200,6 +200,9 @@ static double lg2(double x)
 	return e + ln * 1.4426950408889634;
 }
 
+/* Up to this many targets, a stub's or a profile's mix lives on the stack. */
+#define SMALL_MIX 16
+
 /* A window's mix: targets by decreasing share P (their rates in calls per ms). */
 struct mix {
 	uint64_t *t;
@@ -352,8 +355,12 @@ static bool install_stub(struct rp_site *s, const struct mix *x, unsigned k, uin
 	 * cost a call; the stub compares the others.
 	 */
 	uint64_t first = s->je_target ? s->je_target : x->t[0];
-	uint64_t *rest = rp_alloc(k * sizeof(*rest)), *keep = rp_alloc(k * sizeof(*keep));
-	uint64_t *w = rp_alloc(k * sizeof(*w));
+	/* A few targets (nearly every site): no allocation; a warm start makes 10,000 stubs at once. */
+	uint64_t small[3][SMALL_MIX];
+	bool big = k > SMALL_MIX;
+	uint64_t *rest = big ? rp_alloc(k * sizeof(*rest)) : small[0];
+	uint64_t *keep = big ? rp_alloc(k * sizeof(*keep)) : small[1];
+	uint64_t *w = big ? rp_alloc(k * sizeof(*w)) : small[2];
 	bool ok = false;
 	if (!rest || !keep || !w)
 		goto out;
@@ -399,9 +406,11 @@ static bool install_stub(struct rp_site *s, const struct mix *x, unsigned k, uin
 	s->why = RP_WHY_NONE;
 	ok = true;
 out:
-	rp_free(rest);
-	rp_free(keep);
-	rp_free(w);
+	if (big) {
+		rp_free(rest);
+		rp_free(keep);
+		rp_free(w);
+	}
 	return ok;
 }
 
@@ -761,13 +770,12 @@ static void recount(void)
 	rp_sites_foreach(count_site, NULL);
 }
 
-int rp_policy_sync(void)
+/* One patch pass for the plan PL (freed here). */
+static int apply_plan(struct plan *pl)
 {
-	struct plan pl = { 0 };
-	rp_sites_foreach(plan_site, &pl);
-	int r = rp_patch_apply(pl.p, pl.n);   /* counts an empty pass itself */
-	for (size_t i = 0; i < pl.n; i++) {
-		struct rp_patch *p = &pl.p[i];
+	int r = rp_patch_apply(pl->p, pl->n);   /* counts an empty pass itself */
+	for (size_t i = 0; i < pl->n; i++) {
+		struct rp_patch *p = &pl->p[i];
 		struct rp_site *s = p->site;
 		if (p->status == RP_PATCH_DONE || p->status == RP_PATCH_ALREADY) {
 			if (s->state == RP_SS_PROMOTED && !rp_stats.first_promotion_ns)
@@ -777,7 +785,33 @@ int rp_policy_sync(void)
 			rp_stats.sites_rejected++;
 		}
 	}
-	rp_free(pl.p);
+	rp_free(pl->p);
+	return r;
+}
+
+/*
+ * The sync pass for the N new records V only (a warm start: profile.c),
+ * in one patch pass: none of them has been counted yet, so the counters
+ * are added to rather than recounted over every site of the process.
+ */
+int rp_policy_sync_new(struct rp_site **v, size_t n)
+{
+	struct plan pl = { rp_alloc((n + 1) * sizeof(*pl.p)), 0, n + 1 };
+	if (!pl.p)
+		return rp_policy_sync();
+	for (size_t i = 0; i < n; i++)
+		plan_site(v[i], &pl);
+	int r = apply_plan(&pl);
+	for (size_t i = 0; i < n; i++)
+		count_site(v[i], NULL);
+	return r;
+}
+
+int rp_policy_sync(void)
+{
+	struct plan pl = { 0 };
+	rp_sites_foreach(plan_site, &pl);
+	int r = apply_plan(&pl);
 	recount();
 	return r;
 }
@@ -871,7 +905,12 @@ bool rp_policy_preload(struct rp_site *s, const uint64_t *targets, const double 
 	    s->versions >= (uint32_t)rp_cfg.max_versions)
 		return false;
 	struct mix x;
-	if (!mix_alloc(&x, n))
+	uint64_t st[SMALL_MIX];
+	double sr[SMALL_MIX], sp[SMALL_MIX];
+	bool big = n > SMALL_MIX;
+	if (!big)
+		x = (struct mix){ .t = st, .rate = sr, .p = sp };
+	else if (!mix_alloc(&x, n))
 		return false;
 	double total = 0;
 	for (unsigned i = 0; i < n; i++) {   /* decreasing rate: insertion sort, n <= 256 */
@@ -901,6 +940,7 @@ bool rp_policy_preload(struct rp_site *s, const uint64_t *targets, const double 
 		acc_reset(s);
 		s->epochs = 0;
 	}
-	mix_free(&x);
+	if (big)
+		mix_free(&x);
 	return ok;
 }

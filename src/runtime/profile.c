@@ -140,7 +140,6 @@ struct obj {
 	unsigned nx;
 	uint8_t kind, len;             /* PF_ID_*; len 0: no identity, its targets are not saved */
 	uint8_t id[RP_IDENT_MAX];
-	uint64_t idhash;               /* whash of the id, for snapshot hashes */
 };
 
 static struct obj *objs;
@@ -271,7 +270,6 @@ static int objs_cb(struct dl_phdr_info *info, size_t size, void *arg)
 		return 0;
 	if (!build_id(info, o) && !text_hash(info, o))
 		o->len = 0;
-	o->idhash = o->len ? whash(o->id, o->len, o->kind) : 0;
 	nobjs++;
 	return 0;
 }
@@ -557,27 +555,14 @@ static const char *validate(const uint8_t *b, size_t size, const struct rp_modul
 
 /* ---- loading ---- */
 
-/* Index of the site at ADDR among M's sites, or -1. */
-static long site_index(const struct rp_module *m, uint64_t addr)
-{
-	size_t lo = 0, hi = m->nsites;
-	while (lo < hi) {
-		size_t mid = (lo + hi) / 2;
-		if (m->site_addr[mid] < addr)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	return lo < m->nsites && m->site_addr[lo] == addr ? (long)lo : -1;
-}
-
 static uint8_t site_kind(uint64_t addr)
 {
 	uint8_t b = *(const uint8_t *)(uintptr_t)addr;
 	return b == 0xe8 ? RP_SK_CALL : b == 0xe9 ? RP_SK_JMP : RP_SK_JCC;
 }
 
-static uint64_t snapshot_hash(const struct rp_module *m);
+static bool saved(const struct rp_site *s);
+static uint64_t sig_of(const struct rp_site *s);
 
 /*
  * Promote M's sites from M's saved profile, if there is one: at M's
@@ -615,20 +600,24 @@ void rp_profile_arrive(struct rp_module *m)
 	const struct obj **map = rp_alloc(v.nids * sizeof(*map));
 	uint64_t *t = rp_alloc(RP_MAX_TARGETS_LIMIT * sizeof(*t));
 	double *r = rp_alloc(RP_MAX_TARGETS_LIMIT * sizeof(*r));
-	if (!map || !t || !r)
+	struct rp_site **sv = rp_alloc((v.nsites + 1) * sizeof(*sv));   /* the sites promoted here */
+	if (!map || !t || !r || !sv)
 		goto out;
 	for (uint32_t j = 0; j < v.nids; j++)
 		map[j] = obj_by_entry(v.ids + (size_t)j * PF_ID);   /* NULL: not loaded (yet) */
-	size_t ti = 0;
+	size_t ti = 0, k = 0;
 	unsigned done = 0;
+	uint64_t sig = 0;   /* M is new: its only saved sites are the ones promoted here */
 	for (uint32_t i = 0; i < v.nsites; i++) {
 		const uint8_t *s = v.sites + (size_t)i * PF_SITE;
 		unsigned nt = get16(s + 8), n = 0;
 		const uint8_t *x = v.targets + ti * PF_TARGET;
 		ti += nt;
+		/* Both lists are sorted: one walk, no search per site. */
 		uint64_t addr = m->base + get32(s);
-		long k = site_index(m, addr);
-		if (k < 0 || m->site_reg[k] != s[5] || site_kind(addr) != s[4])
+		while (k < m->nsites && m->site_addr[k] < addr)
+			k++;
+		if (k == m->nsites || m->site_addr[k] != addr || m->site_reg[k] != s[5] || site_kind(addr) != s[4])
 			continue;   /* not one of this module's sites as they are */
 		for (unsigned j = 0; j < nt; j++, x += PF_TARGET) {
 			const struct obj *o = map[get32(x)];
@@ -638,18 +627,21 @@ void rp_profile_arrive(struct rp_module *m)
 			t[n] = a;
 			r[n++] = get32(x + 4) / 1000.0;
 		}
-		struct rp_site *st = n ? rp_site_get(addr) : NULL;
-		if (st && rp_policy_preload(st, t, r, n, s[6], get16(s + 10) / 65535.0, get16(s + 12)))
-			done++;
+		struct rp_site *st = n ? rp_site_make(m, k) : NULL;
+		if (st && rp_policy_preload(st, t, r, n, s[6], get16(s + 10) / 65535.0, get16(s + 12))) {
+			sv[done++] = st;
+			sig += saved(st) ? sig_of(st) : 0;
+		}
 	}
 	rp_stats.profile_sites += done;
 	if (done) {
-		rp_policy_sync();
+		rp_policy_sync_new(sv, done);
 		rp_debug("module %s: %u sites promoted from %s", m->path, done, path);
 	}
 	/* What was loaded counts as saved: an unchanged run writes nothing. */
-	m->prof_hash = snapshot_hash(m);
+	m->prof_hash = sig;
 out:
+	rp_free(sv);
 	rp_free(map);
 	rp_free(t);
 	rp_free(r);
@@ -669,16 +661,34 @@ struct rec {
 struct snap { struct rec *r; size_t n, cap; struct tgt *t; size_t nt, tcap; };
 
 /* Sites of each module (index: m->id), gathered in one walk of the site map. */
-struct bymod { struct rp_site **v[256]; size_t n[256], cap[256]; };
+struct bymod { struct rp_site **v[256]; size_t n[256], cap[256]; uint64_t sig[256]; };
+
+/* A site the profile speaks of: promoted, or pinned because no stub pays (dropped from the file). */
+static bool saved(const struct rp_site *s)
+{
+	return (s->state == RP_SS_PROMOTED && s->ntargets) ||
+	       (s->state == RP_SS_PINNED && (s->why == RP_WHY_COST || s->why == RP_WHY_COVERAGE));
+}
+
+/*
+ * A site's share of its module's signature: the signature is the sum over
+ * its saved sites, in any order, and changes whenever one of them gets a
+ * new stub (versions), or leaves or joins the saved ones.  Equal
+ * signatures: nothing to save, no sort, no file read.
+ */
+static uint64_t sig_of(const struct rp_site *s)
+{
+	uint64_t w[2] = { s->addr, s->versions | (uint64_t)s->state << 32 };
+	return whash((const uint8_t *)w, sizeof(w), 0x736967ull);
+}
 
 static void gather(struct rp_site *s, void *arg)
 {
 	struct bymod *b = arg;
 	unsigned id = s->mod->id;
-	bool keep = (s->state == RP_SS_PROMOTED && s->ntargets) ||
-		    (s->state == RP_SS_PINNED && (s->why == RP_WHY_COST || s->why == RP_WHY_COVERAGE));
-	if (!keep || id >= 256)
+	if (!saved(s) || id >= 256)
 		return;
+	b->sig[id] += sig_of(s);
 	if (b->n[id] == b->cap[id]) {
 		size_t nc = b->cap[id] ? b->cap[id] * 2 : 64;
 		struct rp_site **n = rp_realloc(b->v[id], nc * sizeof(*n));
@@ -754,43 +764,6 @@ static bool snapshot(const struct rp_module *m, struct rp_site **sv, size_t n, s
 		p->n++;
 	}
 	return true;
-}
-
-static uint64_t snap_hash(const struct snap *p)
-{
-	uint64_t h = 0x736e6170ull;
-	for (size_t i = 0; i < p->n; i++) {
-		const struct rec *r = &p->r[i];
-		uint64_t w[3] = { r->off | (uint64_t)r->kind << 32 | (uint64_t)r->reg << 40 |
-				  (uint64_t)r->skind << 48 | (uint64_t)r->drop << 56,
-				  r->n | (uint64_t)r->unpred << 16 | (uint64_t)r->learned << 32, 0 };
-		h = whash((const uint8_t *)w, 16, h);
-		for (unsigned k = 0; k < r->n; k++) {
-			w[0] = r->t[k].o->idhash;
-			w[1] = r->t[k].off;
-			w[2] = r->t[k].weight;
-			h = whash((const uint8_t *)w, 24, h);
-		}
-	}
-	return h;
-}
-
-/* The snapshot hash of M alone (after loading): one walk of the site map. */
-static uint64_t snapshot_hash(const struct rp_module *m)
-{
-	struct bymod *b = rp_zalloc(sizeof(*b));
-	uint64_t h = 0;
-	if (!b)
-		return 0;
-	rp_sites_foreach(gather, b);
-	struct snap p;
-	if (snapshot(m, b->v[m->id], b->n[m->id], &p))
-		h = snap_hash(&p);
-	snap_free(&p);
-	for (unsigned i = 0; i < 256; i++)
-		rp_free(b->v[i]);
-	rp_free(b);
-	return h;
 }
 
 /* ---- merging and writing ---- */
@@ -1097,13 +1070,14 @@ void rp_profile_save(void)
 			continue;
 		struct rp_module *m = b->v[i][0]->mod;
 		struct snap p;
-		if (!module_ident(m) || !snapshot(m, b->v[i], b->n[i], &p))
+		if (b->sig[i] == m->prof_hash || !module_ident(m))
 			continue;
-		uint64_t h = snap_hash(&p);
-		if (h != m->prof_hash && !usable)
+		if (!usable)
 			usable = dir_make() ? 1 : -1;
-		if (h != m->prof_hash && usable > 0 && save_module(m, &p))
-			m->prof_hash = h;
+		if (usable < 0 || !snapshot(m, b->v[i], b->n[i], &p))
+			continue;
+		if (save_module(m, &p))
+			m->prof_hash = b->sig[i];
 		snap_free(&p);
 	}
 	for (unsigned i = 0; i < 256; i++)

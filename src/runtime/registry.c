@@ -475,9 +475,22 @@ struct rp_site *rp_site_get(uint64_t addr)
 		else
 			hi = mid;
 	}
-	if (!m || lo == m->nsites || m->site_addr[lo] != addr || !(s = rp_zalloc(sizeof(*s))))
+	if (!m || lo == m->nsites || m->site_addr[lo] != addr)
 		return NULL;
-	size_t i = lo;
+	return rp_site_make(m, lo);
+}
+
+/*
+ * The record of M's site number I (in m->site_addr), made if it has none:
+ * for callers that know the index already (a warm start walks a module's
+ * sites in order: profile.c).
+ */
+struct rp_site *rp_site_make(struct rp_module *m, size_t i)
+{
+	uint64_t addr = m->site_addr[i];
+	struct rp_site *s = rp_site_lookup(addr);
+	if (s || !(s = rp_zalloc(sizeof(*s))))
+		return s;
 	const uint8_t *b = (const uint8_t *)(uintptr_t)addr;
 	s->addr = addr;
 	s->mod = m;
