@@ -15,9 +15,9 @@ MICRO_RT     := $(B)/lib/librelpoline.so $(B)/lib/relpoline-module.o $(B)/bin/re
 MICRO_NSITES := 10000
 
 ifeq ($(QUICK),1)
-MICRO_ARGS ?= --rounds 3 --sweep-rounds 1 --startup-runs 31 --batch 500000 --batches 5
+MICRO_ARGS ?= --rounds 3 --sweep-rounds 1 --startup-runs 31 --warm-runs 20 --batch 500000 --batches 5
 else
-MICRO_ARGS ?= --rounds 15 --sweep-rounds 5 --startup-runs 201
+MICRO_ARGS ?= --rounds 15 --sweep-rounds 5 --startup-runs 201 --warm-runs 100
 endif
 
 # $(call micro_count,FUNCTION,PATTERN,N): the objdump of $@ must show N
@@ -29,10 +29,15 @@ endef
 
 MICRO_BINS := $(MICRO_B)/micro-plain $(MICRO_B)/micro-retpoline $(MICRO_B)/micro-relpoline \
               $(MICRO_B)/startup $(MICRO_B)/sites10k-plain $(MICRO_B)/sites10k-relpoline \
-              $(MICRO_B)/sites10k-epoch $(MICRO_B)/empty-plain $(MICRO_B)/empty-relpoline
+              $(MICRO_B)/sites10k-epoch $(MICRO_B)/empty-plain $(MICRO_B)/empty-relpoline \
+              $(MICRO_B)/short-plain $(MICRO_B)/short-retpoline $(MICRO_B)/short-relpoline
 
 bench-micro: $(MICRO_BINS)
 	python3 bench/micro/run.py --bindir $(MICRO_B) --out $(B)/bench/micro.json $(MICRO_ARGS)
+
+# Cases 14 and 15 only (warm start from a saved profile).
+bench-micro-warm: $(MICRO_BINS)
+	python3 bench/micro/run.py --bindir $(MICRO_B) --out $(B)/bench/micro-warm.json --only-warm $(MICRO_ARGS)
 
 # Build only (used by CI-style checks and by hand).
 bench-micro-build: $(MICRO_BINS)
@@ -76,6 +81,19 @@ $(MICRO_B)/sites10k-relpoline: $(MICRO_B)/sites10k.c $(MICRO_RT)
 $(MICRO_B)/sites10k-epoch: $(MICRO_B)/sites10k.c $(MICRO_RT)
 	RELPOLINE_CC=$(MICRO_CC) $(B)/bin/relpoline-cc -O2 -DTIME_EPOCH $< -o $@
 
+# Case 14 (warm start): a short program, about 20 ms of indirect calls.
+$(MICRO_B)/short-plain: bench/micro/short.c
+	@mkdir -p $(dir $@)
+	$(MICRO_CC) $(MICRO_CFLAGS) $< -o $@
+
+$(MICRO_B)/short-retpoline: bench/micro/short.c
+	@mkdir -p $(dir $@)
+	$(MICRO_CC) $(MICRO_CFLAGS) $(MICRO_RETPOLINE_FLAGS) $< -o $@
+
+$(MICRO_B)/short-relpoline: bench/micro/short.c $(MICRO_RT)
+	@mkdir -p $(dir $@)
+	RELPOLINE_CC=$(MICRO_CC) $(B)/bin/relpoline-cc $(MICRO_CFLAGS) $< -o $@
+
 $(MICRO_B)/empty.c:
 	@mkdir -p $(dir $@)
 	printf 'int main(void) { return 0; }\n' > $@
@@ -86,4 +104,4 @@ $(MICRO_B)/empty-plain: $(MICRO_B)/empty.c
 $(MICRO_B)/empty-relpoline: $(MICRO_B)/empty.c $(MICRO_RT)
 	RELPOLINE_CC=$(MICRO_CC) $(B)/bin/relpoline-cc -O2 $< -o $@
 
-.PHONY: bench-micro bench-micro-build
+.PHONY: bench-micro bench-micro-build bench-micro-warm

@@ -52,7 +52,8 @@ KNOWN_STATS = {"version", "pid", "modules", "sites_seen", "sites_call", "sites_t
                "far_targets", "relearns", "records", "records_dropped", "misses", "epochs",
                "patch_passes", "patch_passes_empty", "sites_patched", "bytes_written",
                "protect_changes", "membarriers", "syscalls", "traps_emulated", "arena_bytes",
-               "worker_ns", "first_promotion_ns", "stub_hist"}
+               "worker_ns", "first_promotion_ns", "stub_hist", "profile_sites", "profile_relearned",
+               "profile_read", "profile_written", "profile_rejected"}
 SHOWN_STATS = ["sites_promoted", "sites_pinned", "stubs_emitted", "stub_targets"]
 
 # (name, config) -> (reference name, reference config, target, "le"/"ge", case number)
@@ -71,6 +72,12 @@ CHECKS = {
     ("promote_ms", "relpoline-defaults"): (None, None, 100.0, "le", 7),
     ("startup.extra_ms", "relpoline"): (None, None, 2.0, "le", 8),
     ("bytes_per_target", "relpoline"): (None, None, 64.0, "le", 9),
+    # Case 14: warm start (RELPOLINE_PROFILE): >= 1.5x faster per run than without a profile,
+    # and within 10% of a process that was already promoted.
+    ("warm.process_ms", "relpoline-warm"): ("warm.process_ms", "relpoline", 1 / 1.5, "le", 14),
+    ("warm.work_ms", "relpoline-warm"): ("warm.work_ms", "relpoline-promoted", 1.10, "le", 14),
+    # Case 15: loading a profile of 10,000 sites at start-up.
+    ("startup.profile_extra_ms", "relpoline-profile"): (None, None, 1.0, "le", 15),
 }
 # Informative ratios (no target).
 INFO_REFS = {
@@ -95,8 +102,12 @@ INFO_REFS = {
     ("startup.empty_ms", "relpoline"): ("startup.empty_ms", "plain"),
     ("startup.sites10k_ms", "relpoline-noworker"): ("startup.sites10k_ms", "plain"),
     ("startup.empty_ms", "relpoline-noworker"): ("startup.empty_ms", "plain"),
+    ("warm.work_ms", "relpoline"): ("warm.work_ms", "relpoline-promoted"),
+    ("warm.process_ms", "retpoline"): ("warm.process_ms", "relpoline"),
+    ("warm.process_ms", "plain"): ("warm.process_ms", "relpoline"),
 }
-UNITS = {"promote_ms": "ms", "startup.extra_ms": "ms", "startup.extra_min_ms": "ms", "startup.sites10k_ms": "ms",
+UNITS = {"warm.work_ms": "ms", "warm.process_ms": "ms", "startup.profile_extra_ms": "ms",
+         "startup.sites10k_profile_ms": "ms", "promote_ms": "ms", "startup.extra_ms": "ms", "startup.extra_min_ms": "ms", "startup.sites10k_ms": "ms",
          "startup.empty_ms": "ms", "startup.first_epoch_ms": "ms",
          "bytes_per_target": "bytes", "bytes_per_site": "bytes", "vm.recovered": "%",
          "vm": "ns/op", "vmbig": "ns/op", "vmcall": "ns/op", "vmbig.recovered": "%",
@@ -281,6 +292,88 @@ def startup_rows(bindir, rounds):
     return res
 
 
+def record_profile(env, argv, runs):
+    """Run ARGV RUNS times with ENV (RELPOLINE_PROFILE set): the profile a warm start loads."""
+    for _ in range(runs):
+        subprocess.run(argv, env=clean_env(env), stdout=subprocess.DEVNULL, check=True)
+
+
+def profile_startup_rows(bindir, rounds):
+    """Case 15: sites10k (10,000 sites, returns at once) with a profile that promotes all of them.
+
+    Returns ({config: [median, min, max] ms}, info lines): relpoline without and with the profile,
+    interleaved by startup.c.
+    """
+    prog = f"{bindir}/sites10k-relpoline"
+    if not os.path.exists(prog):
+        return {}, []
+    d = tempfile.mkdtemp(prefix="relpoline-profile-")
+    try:
+        # Every site runs, with an epoch every other round (gen_sites.py): all 10,000 promoted and saved.
+        record_profile({"RELPOLINE_PROFILE": d, "RELPOLINE_PROMOTE_MIN": "2", "RELPOLINE_EPOCH_MS": "0"},
+                       [prog, "run"], 1)
+        sj = os.path.join(d, "stats.json")
+        subprocess.run([prog], env=clean_env({"RELPOLINE_PROFILE": d, "RELPOLINE_STATS": "json:" + sj}), check=True)
+        st = json.load(open(sj))
+        os.unlink(sj)
+        info = [f"sites promoted from the profile: {st.get('profile_sites')}, first promotion "
+                f"{st.get('first_promotion_ns', 0) / 1e6:.3f} ms after the runtime's start (registration included)"]
+        progs = [("relpoline", prog), ("relpoline-profile", f"RELPOLINE_PROFILE={d}@{prog}")]
+        p = subprocess.run([f"{bindir}/startup", str(rounds)] + [x for _, x in progs], env=clean_env({}),
+                           stdout=subprocess.PIPE, text=True)
+        res = {}
+        for line in p.stdout.splitlines():
+            parts = line.split()
+            for cfg, arg in progs:
+                if parts and parts[0] == "STARTUP" and parts[1] == arg:
+                    res[cfg] = [float(x) / 1000.0 for x in parts[2:5]]
+        return res, info
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def warm_rows(bindir, runs):
+    """Case 14: a short program (short.c, about 20 ms of indirect calls) run RUNS times per configuration.
+
+    Configurations, interleaved run by run: plain, retpoline, relpoline (no profile), relpoline-warm
+    (RELPOLINE_PROFILE with a profile two earlier runs saved), relpoline-promoted (the same work
+    after 40 warm-up passes in one process; only its work is timed).  Returns
+    {(name, config): {run: ms}} for warm.work_ms (main's start to the end of the work, as the
+    program prints it) and warm.process_ms (fork+exec+exit, timed here), and info lines.
+    """
+    bins = {c: f"{bindir}/short-{c}" for c in ("plain", "retpoline", "relpoline")}
+    if not all(os.path.exists(b) for b in bins.values()):
+        return {}, []
+    d = tempfile.mkdtemp(prefix="relpoline-warm-")
+    try:
+        record_profile({"RELPOLINE_PROFILE": d}, [bins["relpoline"]], 2)
+        jobs = [("plain", [bins["plain"]], {}), ("retpoline", [bins["retpoline"]], {}),
+                ("relpoline", [bins["relpoline"]], {}),
+                ("relpoline-warm", [bins["relpoline"]], {"RELPOLINE_PROFILE": d}),
+                ("relpoline-promoted", [bins["relpoline"], "promoted"], {})]
+        out = {}
+        for r in range(runs):
+            for cfg, argv, env in jobs:
+                e = clean_env(env)
+                t0 = time.perf_counter()
+                p = subprocess.run(argv, env=e, stdout=subprocess.PIPE, text=True, check=True)
+                wall = (time.perf_counter() - t0) * 1e3
+                m = re.search(r"WORK ([0-9.]+)", p.stdout)
+                if m:
+                    out.setdefault(("warm.work_ms", cfg), {})[r] = float(m.group(1))
+                if cfg != "relpoline-promoted":   # its process also ran the warm-up
+                    out.setdefault(("warm.process_ms", cfg), {})[r] = wall
+        sj = os.path.join(d, "stats.json")
+        subprocess.run([bins["relpoline"]], env=clean_env({"RELPOLINE_PROFILE": d, "RELPOLINE_STATS": "json:" + sj}),
+                       stdout=subprocess.DEVNULL, check=True)
+        st = json.load(open(sj))
+        info = [f"warm run: {st.get('sites_promoted')} sites promoted, {st.get('profile_sites')} from the profile, "
+                f"{st.get('records')} slow-path samples, {st.get('profile_written')} files written"]
+        return out, info
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
 def fmt(v):
     if v is None:
         return "-"
@@ -296,6 +389,8 @@ def main():
     ap.add_argument("--rounds", type=int, default=15)
     ap.add_argument("--sweep-rounds", type=int, default=5)
     ap.add_argument("--startup-runs", type=int, default=201)
+    ap.add_argument("--warm-runs", type=int, default=100, help="runs of case 14 per configuration")
+    ap.add_argument("--only-warm", action="store_true", help="run cases 14 and 15 only (warm start)")
     ap.add_argument("--batch", type=int, default=1000000)
     ap.add_argument("--batches", type=int, default=9)
     ap.add_argument("--inproc", choices=["min", "median"], default="median",
@@ -338,11 +433,13 @@ def main():
 
     main_jobs = make_jobs(args.bindir, configs, micro_env, sweep=False, probe=probe)
     sweep_jobs = make_jobs(args.bindir, configs, micro_env, sweep=True, probe=probe)[len(main_jobs):]
-    for r in range(args.rounds):
+    if args.only_warm:
+        main_jobs, sweep_jobs = [], []
+    for r in range(args.rounds if main_jobs else 0):
         print(f"round {r + 1}/{args.rounds} ...", file=sys.stderr, flush=True)
         for job in main_jobs:
             collect(job, r)
-    for r in range(args.sweep_rounds):
+    for r in range(args.sweep_rounds if sweep_jobs else 0):
         print(f"sweep round {r + 1}/{args.sweep_rounds} ...", file=sys.stderr, flush=True)
         for job in sweep_jobs:
             collect(job, r)
@@ -361,7 +458,7 @@ def main():
             values[(rname, cfg)] = rec
 
     # Case 8: start-up.
-    if "relpoline" in configs:
+    if "relpoline" in configs and not args.only_warm:
         print("start-up runs ...", file=sys.stderr, flush=True)
         st = startup_rows(args.bindir, args.startup_runs)
         for (prog, cfg), (med, lo, hi) in st.items():
@@ -375,6 +472,22 @@ def main():
                 values[("startup.extra_min_ms", cfg)] = {0: st[("sites10k", cfg)][1] - st[("sites10k", "plain")][1]}
                 infos[("startup.extra_ms", cfg)] = [
                     "median(relpoline) - median(plain), 10,000 sites, process returns at once"]
+
+    # Cases 14 and 15: warm start from a saved profile.
+    if "relpoline" in configs:
+        print("warm-start runs ...", file=sys.stderr, flush=True)
+        w, winfo = warm_rows(args.bindir, args.warm_runs)
+        values.update(w)
+        if winfo:
+            infos[("warm.work_ms", "relpoline-warm")] = winfo
+        ps, pinfo = profile_startup_rows(args.bindir, args.startup_runs)
+        if "relpoline" in ps and "relpoline-profile" in ps:
+            values[("startup.sites10k_profile_ms", "relpoline-profile")] = {0: ps["relpoline-profile"][0]}
+            values[("startup.profile_extra_ms", "relpoline-profile")] = {
+                0: ps["relpoline-profile"][0] - ps["relpoline"][0]}
+            infos[("startup.profile_extra_ms", "relpoline-profile")] = pinfo + [
+                "median(with the profile) - median(without), whole process (fork+exec+exit), "
+                f"{args.startup_runs} interleaved runs"]
 
     rows = []
     for (name, cfg), per_round in values.items():
@@ -415,9 +528,11 @@ def main():
     order = {n: i for i, n in enumerate(
         ["direct", "mono", "two.second", "two.alternate", "seqdirect", "zipf16", "uni64", "vm",
          "vm.recovered", "vmbig", "vmbig.recovered", "vmcall", "vmcall.recovered", "learn", "promote_ms", "startup.empty_ms", "startup.sites10k_ms",
-         "startup.extra_ms", "startup.extra_min_ms", "startup.first_epoch_ms", "bytes_per_target", "bytes_per_site"])}
+         "startup.extra_ms", "startup.extra_min_ms", "startup.first_epoch_ms", "bytes_per_target", "bytes_per_site",
+         "warm.process_ms", "warm.work_ms", "startup.sites10k_profile_ms", "startup.profile_extra_ms"])}
     corder = {c: i for i, c in enumerate(CONFIGS + ["relpoline-chain", "relpoline-tree", "relpoline-auto",
-                                                   "relpoline-noworker", "relpoline-learning", "relpoline-defaults"])}
+                                                   "relpoline-noworker", "relpoline-learning", "relpoline-defaults",
+                                                   "relpoline-warm", "relpoline-promoted", "relpoline-profile"])}
 
     def key(r):
         if r["name"].startswith(("sweep.", "tree.", "xover.")) and r["name"] != "xover.direct":
@@ -452,7 +567,8 @@ def main():
                         ("uni64", "relpoline"), ("vm", "relpoline"), ("vmbig", "relpoline"),
                         ("vmbig", "relpoline-tree"), ("vmcall", "relpoline"), ("vmcall", "relpoline-tree"),
                         ("learn", "relpoline-learning"),
-                        ("promote_ms", "relpoline-defaults"), ("bytes_per_target", "relpoline")]:
+                        ("promote_ms", "relpoline-defaults"), ("bytes_per_target", "relpoline"),
+                        ("warm.work_ms", "relpoline-warm"), ("startup.profile_extra_ms", "relpoline-profile")]:
         for line in infos.get((name, cfg), []):
             if not line.startswith("config="):
                 print(f"  {name:<16} {line}")
