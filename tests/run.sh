@@ -675,6 +675,7 @@ for cc in $CCS; do
 	run_case "$cc" profile-other-build t_profile 60 "" -- other ./t_profile_b "$PROFILE_OTHER_ID"
 	run_case "$cc" profile-concurrent-writers t_profile 120 "" -- writers
 	run_case "$cc" profile-periodic-save t_profile 60 "" -- periodic
+	run_case "$cc" profile-auto-directory t_profile 60 "" -- auto
 	for th in on off; do
 		run_case "$cc" tail-steady-one-stub-thread-$th t_tailsteady 60 "" RELPOLINE_THREAD=$th \
 			RELPOLINE_EPOCH_MS=1 RELPOLINE_PROMOTE_MIN=64 RELPOLINE_RELEARN_MISSES=50 --

@@ -23,6 +23,7 @@
  *   t_profile writers      20 processes save into one directory at once: one
  *                          valid file, no temporary file left
  *   t_profile periodic     a process that never exits saves from its epochs
+ *   t_profile auto         RELPOLINE_PROFILE=auto: the per-user cache directory
  * DL: a relpoline-built library (tests/lib_sites.c -DDL_LIB) that the
  * children dlopen, so a process has two modules with profiles.
  */
@@ -185,12 +186,23 @@ static pid_t start(const char *bin, const char *mode, const char *const *extra, 
 {
 	char *envp[256];
 	int n = 0;
-	for (char **e = environ; *e && n < 200; e++)
-		if (strncmp(*e, "RELPOLINE_", 10) && strncmp(*e, "T_", 2))
+	/* EXTRA's variables replace inherited ones of the same name. */
+	for (char **e = environ; *e && n < 200; e++) {
+		int replaced = 0;
+		for (const char *const *x = extra; x && *x && !replaced; x++) {
+			const char *eq = strchr(*x, '=');
+			replaced = eq && !strncmp(*e, *x, (size_t)(eq - *x + 1));
+		}
+		if (strncmp(*e, "RELPOLINE_", 10) && strncmp(*e, "T_", 2) && !replaced)
 			envp[n++] = *e;
+	}
 	static char penv[700];
 	snprintf(penv, sizeof penv, "RELPOLINE_PROFILE=%s", pdir);
-	envp[n++] = penv;
+	int own = 1;
+	for (const char *const *x = extra; x && *x; x++)
+		own &= strncmp(*x, "RELPOLINE_PROFILE=", 18) != 0;
+	if (own)
+		envp[n++] = penv;
 	envp[n++] = "RELPOLINE_EPOCH_MS=0";
 	envp[n++] = "RELPOLINE_PROMOTE_MIN=16";
 	envp[n++] = "RELPOLINE_RELEARN_MISSES=100";
@@ -643,6 +655,51 @@ static int parent_periodic(const char *self)
 	return t_finish("t_profile periodic");
 }
 
+/*
+ * RELPOLINE_PROFILE=auto: $XDG_CACHE_HOME/relpoline, else $HOME/.cache/relpoline
+ * (XDG_CACHE_HOME relative: ignored), made with mode 0700; the warm run
+ * finds its profile there.
+ */
+static int parent_auto(const char *self)
+{
+	static char xdg[700], home[700], xdg_env[720], home_env[720];
+	struct result r;
+	snprintf(xdg, sizeof xdg, "%s/xdg", base);
+	snprintf(home, sizeof home, "%s/home", base);
+	if (mkdir(xdg, 0755) || mkdir(home, 0755))
+		DIE("mkdir");
+	snprintf(xdg_env, sizeof xdg_env, "XDG_CACHE_HOME=%s", xdg);
+	snprintf(home_env, sizeof home_env, "HOME=%s", home);
+	const char *with_xdg[] = { "RELPOLINE_PROFILE=auto", xdg_env, home_env, NULL };
+	const char *relative_xdg[] = { "RELPOLINE_PROFILE=auto", "XDG_CACHE_HOME=relative/cache", home_env, NULL };
+	for (int k = 0; k < 2; k++) {
+		const char *const *env = k ? relative_xdg : with_xdg;
+		snprintf(pdir, sizeof pdir, k ? "%s/.cache/relpoline" : "%s/relpoline", k ? home : xdg);
+		run(self, "record", env, &r);
+		CHECK_RUN(&r, k ? "record (HOME)" : "record (XDG_CACHE_HOME)");
+		CHECK(r.warnings == 0, "%d warnings:\n%s", r.warnings, r.err);
+		struct stat st;
+		CHECK(stat(pdir, &st) == 0 && S_ISDIR(st.st_mode) && (st.st_mode & 0777) == 0700,
+		      "%s: missing or mode %o, want a directory of mode 700", pdir, (unsigned)(st.st_mode & 0777));
+		char exe[1200];
+		exe_file(exe, sizeof exe);
+		struct tpf f;
+		read_valid(exe, &f, "auto");
+		free(f.b);
+		run(self, "check", env, &r);
+		CHECK_RUN(&r, "warm run (auto)");
+		CHECK(r.has_start && r.start[1] >= 8, "auto: %ld sites from the profile at the start of main", r.start[1]);
+	}
+	/* A directory others may write into is not used for auto. */
+	if (chmod(pdir, 0777))
+		DIE("chmod");
+	run(self, "check", relative_xdg, &r);
+	CHECK_RUN(&r, "warm run (auto, world-writable directory)");
+	CHECK(r.has_start && r.start[1] == 0 && r.warnings == 1, "auto with a world-writable %s: %ld sites "
+	      "from it, %d warnings", pdir, r.start[1], r.warnings);
+	return t_finish("t_profile auto");
+}
+
 static void cleanup(void)
 {
 	char cmd[700];
@@ -658,7 +715,7 @@ int main(int argc, char **argv)
 	if (argc >= 3 && !strcmp(argv[1], "child"))
 		return child(argv[2]);
 	if (argc < 2)
-		DIE("usage: t_profile warm|merge|corrupt|other|writers|periodic ...");
+		DIE("usage: t_profile warm|merge|corrupt|other|writers|periodic|auto ...");
 	char self[600];
 	ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
 	if (n <= 0)
@@ -688,6 +745,8 @@ int main(int argc, char **argv)
 		rc = parent_writers(self);
 	else if (!strcmp(argv[1], "periodic"))
 		rc = parent_periodic(self);
+	else if (!strcmp(argv[1], "auto"))
+		rc = parent_auto(self);
 	else
 		DIE("bad arguments");
 	cleanup();

@@ -382,15 +382,18 @@ static bool profile_dir(void)
 }
 
 /*
- * Create the directory if it is missing, mode 0700 (for auto, its parent
- * too: $HOME/.cache may not exist yet).  auto also insists on a directory
- * of our own that nobody else may write into.
+ * Is the directory there and usable?  CREATE: make it if it is missing,
+ * mode 0700 (for auto, its parent too: $HOME/.cache may not exist yet).
+ * auto also insists on a directory of our own that nobody else may write
+ * into, for reading as for writing.
  */
-static bool dir_make(void)
+static bool dir_check(bool create)
 {
 	struct stat st;
 	RP_STAT_ADD(syscalls, 1);
 	if (stat(dir, &st) != 0) {
+		if (!create)
+			return false;
 		if (rp_cfg.profile == RP_PROFILE_AUTO) {
 			char parent[sizeof(dir)];
 			memcpy(parent, dir, sizeof(dir));
@@ -572,6 +575,8 @@ static uint64_t sig_of(const struct rp_site *s);
 void rp_profile_arrive(struct rp_module *m)
 {
 	if (!rp_enabled || !m->nsites || !m->cells || !profile_dir())
+		return;
+	if (rp_cfg.profile == RP_PROFILE_AUTO && !dir_check(false))
 		return;
 	objs_refresh();
 	if (!module_ident(m))
@@ -1073,7 +1078,7 @@ void rp_profile_save(void)
 		if (b->sig[i] == m->prof_hash || !module_ident(m))
 			continue;
 		if (!usable)
-			usable = dir_make() ? 1 : -1;
+			usable = dir_check(true) ? 1 : -1;
 		if (usable < 0 || !snapshot(m, b->v[i], b->n[i], &p))
 			continue;
 		if (save_module(m, &p))
