@@ -175,6 +175,7 @@ struct rp_module *rp_module_of(uint64_t addr);
 struct rp_site *rp_site_lookup(uint64_t addr);
 struct rp_site *rp_site_get(uint64_t addr);   /* its record, made on its first sample */
 struct rp_site *rp_site_make(struct rp_module *m, size_t i);   /* the same for site I of M */
+void rp_sites_reserve(size_t n);
 void rp_site_seen(struct rp_site *s);
 void rp_sites_foreach(void (*fn)(struct rp_site *, void *), void *arg);
 void rp_modules_foreach(void (*fn)(struct rp_module *, void *), void *arg);

@@ -73,7 +73,7 @@ _Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "the profile format is
 #define PF_SITE 16
 #define PF_TARGET 16
 #define PF_SUM 8           /* trailer: checksum of everything before it */
-#define PF_MAX_IDS 4096
+#define PF_MAX_IDS 1024   /* the module and the objects its stubs jump into */
 #define PF_MAX_BYTES (16u << 20)   /* about a million targets */
 enum { PF_ID_BUILD = 1, PF_ID_TEXT = 2 };
 
@@ -446,7 +446,8 @@ static void file_name(const struct rp_module *m, char *out, size_t len)
 static uint8_t *read_file(const char *path, size_t *size, int *err)
 {
 	RP_STAT_ADD(syscalls, 4);
-	int fd = rp_fd_park(open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY));
+	/* O_NONBLOCK: a FIFO put in the directory must not hang the program (it then fails S_ISREG). */
+	int fd = rp_fd_park(open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK));
 	*err = fd < 0 ? errno : 0;
 	if (fd < 0)
 		return NULL;
@@ -587,10 +588,10 @@ void rp_profile_arrive(struct rp_module *m)
 	int err;
 	uint8_t *b = read_file(path, &size, &err);
 	if (!b) {
-		if (err != ENOENT)
+		if (err != ENOENT) {
 			warn_once("cannot read the profile %s: %s", path, strerror(err));
-		if (err != ENOENT)
 			rp_stats.profile_rejected++;
+		}
 		return;
 	}
 	struct view v;
@@ -610,6 +611,7 @@ void rp_profile_arrive(struct rp_module *m)
 		goto out;
 	for (uint32_t j = 0; j < v.nids; j++)
 		map[j] = obj_by_entry(v.ids + (size_t)j * PF_ID);   /* NULL: not loaded (yet) */
+	rp_sites_reserve(v.nsites);
 	size_t ti = 0, k = 0;
 	unsigned done = 0;
 	uint64_t sig = 0;   /* M is new: its only saved sites are the ones promoted here */
@@ -666,7 +668,13 @@ struct rec {
 struct snap { struct rec *r; size_t n, cap; struct tgt *t; size_t nt, tcap; };
 
 /* Sites of each module (index: m->id), gathered in one walk of the site map. */
-struct bymod { struct rp_site **v[256]; size_t n[256], cap[256]; uint64_t sig[256]; };
+struct bymod {
+	struct rp_site **v[256];
+	size_t n[256], cap[256];
+	uint64_t sig[256];
+	struct rp_module *mod[256];
+	bool want[256], collect;
+};
 
 /* A site the profile speaks of: promoted, or pinned because no stub pays (dropped from the file). */
 static bool saved(const struct rp_site *s)
@@ -683,17 +691,24 @@ static bool saved(const struct rp_site *s)
  */
 static uint64_t sig_of(const struct rp_site *s)
 {
-	uint64_t w[2] = { s->addr, s->versions | (uint64_t)s->state << 32 };
-	return whash((const uint8_t *)w, sizeof(w), 0x736967ull);
+	uint64_t h = (s->addr ^ (uint64_t)s->versions << 40 ^ (uint64_t)s->state << 58) * 0x9e3779b97f4a7c15ull;
+	return h ^ h >> 31;
 }
 
+/* First walk: each module's signature; second (COLLECT): the saved sites of the modules wanted. */
 static void gather(struct rp_site *s, void *arg)
 {
 	struct bymod *b = arg;
 	unsigned id = s->mod->id;
 	if (!saved(s) || id >= 256)
 		return;
-	b->sig[id] += sig_of(s);
+	if (!b->collect) {
+		b->sig[id] += sig_of(s);
+		b->mod[id] = s->mod;
+		return;
+	}
+	if (!b->want[id])
+		return;
 	if (b->n[id] == b->cap[id]) {
 		size_t nc = b->cap[id] ? b->cap[id] * 2 : 64;
 		struct rp_site **n = rp_realloc(b->v[id], nc * sizeof(*n));
@@ -1066,16 +1081,19 @@ void rp_profile_save(void)
 	rp_sites_foreach(gather, b);
 	bool any = false;
 	for (unsigned i = 0; i < 256; i++)
-		any |= b->n[i] != 0;
-	if (any)
+		any |= b->want[i] = b->mod[i] && b->sig[i] != b->mod[i]->prof_hash;
+	if (any) {
 		objs_refresh();
+		b->collect = true;
+		rp_sites_foreach(gather, b);
+	}
 	int usable = 0;   /* the directory: 1 made or there, -1 not usable (asked once per save) */
 	for (unsigned i = 0; i < 256 && usable >= 0; i++) {
-		if (!b->n[i])
+		if (!b->want[i] || !b->n[i])
 			continue;
-		struct rp_module *m = b->v[i][0]->mod;
+		struct rp_module *m = b->mod[i];
 		struct snap p;
-		if (b->sig[i] == m->prof_hash || !module_ident(m))
+		if (!module_ident(m))
 			continue;
 		if (!usable)
 			usable = dir_check(true) ? 1 : -1;

@@ -58,24 +58,40 @@ struct rp_site *rp_site_lookup(uint64_t addr)
 	}
 }
 
+/* Room for NEED records at most half full: grown by doubling, rehashed once. */
+static bool map_room(size_t need)
+{
+	if (need * 2 <= map_cap)
+		return true;
+	size_t ncap = map_cap ? map_cap : 1024;
+	while (need * 2 > ncap)
+		ncap *= 2;
+	struct rp_site **n = rp_zalloc(ncap * sizeof(*n));
+	if (!n)
+		return false;
+	for (size_t i = 0; i < map_cap; i++)
+		if (map[i]) {
+			size_t j = hash(map[i]->addr) & (ncap - 1);
+			while (n[j])
+				j = (j + 1) & (ncap - 1);
+			n[j] = map[i];
+		}
+	rp_free(map);
+	map = n;
+	map_cap = ncap;
+	return true;
+}
+
+/* N more records are coming (a warm start makes them all at once: profile.c). */
+void rp_sites_reserve(size_t n)
+{
+	map_room(map_used + n);
+}
+
 static void map_put(struct rp_site *s)
 {
-	if ((map_used + 1) * 2 > map_cap) {
-		size_t ncap = map_cap ? map_cap * 2 : 1024;
-		struct rp_site **n = rp_zalloc(ncap * sizeof(*n));
-		if (!n)
-			return;
-		for (size_t i = 0; i < map_cap; i++)
-			if (map[i]) {
-				size_t j = hash(map[i]->addr) & (ncap - 1);
-				while (n[j])
-					j = (j + 1) & (ncap - 1);
-				n[j] = map[i];
-			}
-		rp_free(map);
-		map = n;
-		map_cap = ncap;
-	}
+	if (!map_room(map_used + 1))
+		return;
 	size_t j = hash(s->addr) & (map_cap - 1);
 	while (map[j])
 		j = (j + 1) & (map_cap - 1);

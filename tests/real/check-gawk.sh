@@ -9,6 +9,7 @@
 #   setup   `apt-get source gawk/bookworm` into $WORK/src (needs a deb-src
 #           entry: tests/real/check-bash.sh adds one; build dependencies:
 #           gcc, make)
+#           (the manual is not built: its sources are not in the package)
 #   build   ./configure && make, upstream style, three times: plain (gcc),
 #           retpoline (gcc -mindirect-branch=thunk -mindirect-branch-register
 #           -fno-jump-tables) and relpoline (relpoline-cc); cached
@@ -60,14 +61,17 @@ build() {
 	fi
 	log "build $cfg"
 	rm -rf "$dir" && cp -a "$SRC" "$dir" || die "copy"
-	(cd "$dir" && CC=$cc CFLAGS=$cflags ./configure -q && make -j2 -s) >"$WORK/build-$cfg.log" 2>&1 ||
-		die "build of $cfg failed: $WORK/build-$cfg.log"
+	# -k: doc/ fails (Debian's source package leaves the manual's sources
+	# out); what the tests need is checked below.
+	(cd "$dir" && CC=$cc CFLAGS=$cflags ./configure -q && make -j2 -s -k) >"$WORK/build-$cfg.log" 2>&1
+	[ -x "$dir/gawk" ] && [ -f "$dir/extension/.libs/ordchr.so" ] || die "build of $cfg failed: $WORK/build-$cfg.log"
 	echo "$stamp" >"$dir/.stamp"
 }
 build plain gcc "-O2 -g"
 build retpoline gcc "-O2 -g -mindirect-branch=thunk -mindirect-branch-register -fno-jump-tables"
 build relpoline "$RCC" "-O2 -g"
-objdump -d "$WORK/relpoline/gawk" | grep -q 'call.*__x86_indirect_thunk' || die "the relpoline gawk has no thunk calls"
+[ "$(objdump -d "$WORK/relpoline/gawk" | grep -c 'call.*__x86_indirect_thunk')" -gt 0 ] ||
+	die "the relpoline gawk has no thunk calls"
 
 # A clean environment for the suite: nothing of ours leaks in.
 clean_env=(env -i PATH="$PATH" HOME="${HOME:-/root}" LC_ALL=C TERM=dumb)
@@ -82,7 +86,7 @@ suite() {
 	local out=$WORK/logs/$name.log tf=$WORK/logs/$name.time
 	mkdir -p "$WORK/logs"
 	local TIMEFORMAT="%R %U %S"
-	{ time (cd "$WORK/$cfg" && "${clean_env[@]}" "$@" make -s -C test check) >"$out" 2>&1; } 2>"$tf"
+	{ time (cd "$WORK/$cfg" && "${clean_env[@]}" "$@" make -s -C test check >"$out" 2>&1); } 2>"$tf"
 	local verdict
 	verdict=$(grep -E 'ALL TESTS PASSED|TESTS? FAILED' "$out" | tail -n1)
 	awk -v v="${verdict:-no verdict}" '{ printf "%.3f %.3f %s\n", $1, $2 + $3, v }' "$tf"
