@@ -8,7 +8,7 @@
 # Phases:
 #   setup   `apt-get source gawk/bookworm` into $WORK/src (needs a deb-src
 #           entry: tests/real/check-bash.sh adds one; build dependencies:
-#           gcc, make)
+#           gcc, make, dpkg-dev for apt-get source)
 #           (the manual is not built: its sources are not in the package)
 #   build   ./configure && make, upstream style, three times: plain (gcc),
 #           retpoline (gcc -mindirect-branch=thunk -mindirect-branch-register
