@@ -934,6 +934,7 @@ bool rp_policy_preload(struct rp_site *s, const uint64_t *targets, const double 
 		k = RP_CHAIN_MAX;
 	bool ok = install_stub(s, &x, k, kind == RP_STUB_TREE ? RP_STUB_TREE : RP_STUB_CHAIN);
 	if (ok) {
+		snapshot(s, &x);   /* the per-site report shows the profile's mix */
 		s->unpred = unpred;
 		s->learned_n = learned_n;
 		s->from_profile = true;
