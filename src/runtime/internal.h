@@ -129,24 +129,34 @@ struct rp_module {
 	uint64_t prof_hash;              /* signature of its profile as last loaded or saved (profile.c) */
 };
 
+/*
+ * A site's record.  The small fields are packed together: the runtime's
+ * allocator rounds a block up to a power of two, and a record over 256
+ * bytes would take 512 (a 10,000-site profile makes 10,000 at start).
+ */
 struct rp_site {
 	uint64_t addr;
 	struct rp_module *mod;
 	uint8_t kind, reg, len, state;
 	uint8_t skind;              /* RP_STUB_CHAIN or RP_STUB_TREE: the current stub's kind */
 	uint8_t why;                /* RP_WHY_*: why it is pinned or left where it is */
+	bool je_written;
+	bool use_je;                /* the current stub leaves je_target to the cell's compare */
+	bool touched;
+	bool seen;                  /* has had a sample (counted in sites_seen) */
+	bool from_profile;          /* its stub came from a saved profile and has not been replaced */
+	uint8_t ntop;               /* entries in top[] */
 	uint32_t versions;          /* stubs emitted for this site */
 	uint64_t cell;              /* RX address of its cell: what the site calls */
 	uint64_t cur;               /* where the cell's jmp points now */
 	uint64_t slot;              /* what the cell's compare slot holds now (rp_cell_never if disarmed) */
 	uint64_t je_target;         /* where the cell's je goes: written once, 0 until then */
-	bool je_written;
-	bool use_je;                /* the current stub leaves je_target to the cell's compare */
 	uint64_t stub;              /* current stub when promoted */
 	uint32_t ntargets, tcap;
 	uint64_t *targets;          /* the targets the current stub compares (the cell's first) */
 	double *rates;              /* their calls per ms when the stub was made */
 	uint32_t learned_n;         /* targets in the mix its predictability was measured on */
+	uint32_t mix_n;             /* targets in the last decided mix (report.c) */
 	double unpred;              /* share of an i.i.d. stream's mispredictions its stream has (policy.c) */
 	uint32_t epochs;            /* in the current state */
 	uint32_t wepochs;           /* epochs in the current sample window */
@@ -156,8 +166,6 @@ struct rp_site {
 	uint64_t acc_pred;          /* learning samples whose target was foreseen (abi.h) */
 	uint64_t acc_cold;          /* of which first successors of a bucket: never foreseeable */
 	struct rp_count *acc;       /* learning samples or (promoted) misses, NULL when idle */
-	bool touched;
-	bool seen;                  /* has had a sample (counted in sites_seen) */
 	/*
 	 * For the per-site report (report.c), kept by the epoch (policy.c):
 	 * what reached the slow path over the site's life, and the mix its
@@ -165,11 +173,10 @@ struct rp_site {
 	 */
 	uint64_t samples;           /* learning samples and stub misses */
 	uint64_t misses;            /* of which stub misses */
-	uint32_t mix_n;             /* targets in the last decided mix */
-	uint8_t ntop;
-	struct rp_count top[RP_SITE_TOP];   /* its hottest targets; count: share in parts per million */
-	bool from_profile;          /* its stub came from a saved profile and has not been replaced */
+	uint64_t top_target[RP_SITE_TOP];   /* its hottest targets */
+	uint32_t top_ppm[RP_SITE_TOP];      /* their shares, parts per million */
 };
+_Static_assert(sizeof(struct rp_site) + 16 <= 256, "a site record and its allocator header fit 256 bytes");
 
 struct rp_module *rp_module_of(uint64_t addr);
 struct rp_site *rp_site_lookup(uint64_t addr);

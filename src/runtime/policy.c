@@ -454,8 +454,10 @@ static void snapshot(struct rp_site *s, const struct mix *x)
 {
 	s->mix_n = x->n;
 	s->ntop = 0;
-	for (unsigned i = 0; i < x->n && i < RP_SITE_TOP; i++)
-		s->top[s->ntop++] = (struct rp_count){ x->t[i], (uint64_t)(x->p[i] * 1e6 + 0.5) };
+	for (unsigned i = 0; i < x->n && i < RP_SITE_TOP; i++, s->ntop++) {
+		s->top_target[i] = x->t[i];
+		s->top_ppm[i] = (uint32_t)(x->p[i] * 1e6 + 0.5);
+	}
 }
 
 static bool capped(const struct rp_site *s)

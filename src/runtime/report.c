@@ -224,7 +224,8 @@ static unsigned site_targets(const struct rp_site *s, struct rp_count *top, uint
 		*seen = s->nacc;
 		return n;
 	}
-	memcpy(top, s->top, s->ntop * sizeof(*top));
+	for (unsigned i = 0; i < s->ntop; i++)
+		top[i] = (struct rp_count){ s->top_target[i], s->top_ppm[i] };
 	*seen = s->mix_n;
 	return s->ntop;
 }
