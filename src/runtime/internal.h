@@ -72,6 +72,7 @@ void rp_debug(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
  * to the verbose log only (log.c).  Under rp_lock.
  */
 void rp_oom(size_t bytes, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+const char *rp_strerror(int e);   /* strerror without gettext (it may malloc) */
 
 /* ---- process-wide state (core.c) ---- */
 extern pthread_mutex_t rp_lock;

@@ -45,7 +45,7 @@ static void arrive_sites(struct rp_module *m)
 	if (r < 0) {
 		if (m->arena.rx && m->cells)
 			rp_warn("cannot rewrite the call sites of %s (%s): its indirect calls keep "
-				"plain retpolines", m->path, strerror(-r));
+				"plain retpolines", m->path, rp_strerror(-r));
 		else if (!m->arena.failed)
 			rp_warn("the stub arena of %s cannot hold its %zu call sites (RELPOLINE_ARENA_KB): "
 				"its indirect calls keep plain retpolines", m->path, k);

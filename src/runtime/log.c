@@ -125,3 +125,14 @@ void rp_oom(size_t bytes, const char *fmt, ...)
 	oom_warned = true;
 	rp_warn("out of memory (ENOMEM) mapping %zu KiB of %s", kib, what);
 }
+
+/*
+ * The text of errno E, untranslated.  strerror() goes through gettext,
+ * which loads the program's message catalogue with its malloc once a
+ * locale is set: the runtime never calls the host's malloc.
+ */
+const char *rp_strerror(int e)
+{
+	const char *d = strerrordesc_np(e);
+	return d ? d : "unknown error";
+}

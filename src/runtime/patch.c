@@ -236,7 +236,7 @@ int rp_patch_apply(struct rp_patch *p, size_t n)
 		RP_STAT_ADD(membarriers, 1);
 		if (sys_membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED_SYNC_CORE) < 0) {
 			/* Refused since (a seccomp filter installed later): publish by the store alone. */
-			rp_debug("membarrier(SYNC_CORE) failed (%s): no longer used", strerror(errno));
+			rp_debug("membarrier(SYNC_CORE) failed (%s): no longer used", rp_strerror(errno));
 			sync_core_ok = false;
 		}
 	}

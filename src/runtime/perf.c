@@ -208,7 +208,7 @@ static bool jd_ready(void)
 	/* Read-write: the marker is a mapping of this descriptor.  O_TRUNC: a stale file of an old pid. */
 	int fd = open_parked(jd.path, O_RDWR | O_CREAT | O_TRUNC | O_NOFOLLOW);
 	if (fd < 0) {
-		rp_warn("RELPOLINE_JITDUMP: cannot create %s: %s", jd.path, strerror(errno));
+		rp_warn("RELPOLINE_JITDUMP: cannot create %s: %s", jd.path, rp_strerror(errno));
 		return false;
 	}
 	struct jd_header h = {
@@ -217,7 +217,7 @@ static bool jd_ready(void)
 	};
 	struct iovec iov = { &h, sizeof(h) };
 	if (!write_all(fd, &iov, 1)) {
-		rp_warn("RELPOLINE_JITDUMP: cannot write %s: %s", jd.path, strerror(errno));
+		rp_warn("RELPOLINE_JITDUMP: cannot write %s: %s", jd.path, rp_strerror(errno));
 		RP_STAT_ADD(syscalls, 2);
 		int r = ftruncate(fd, 0);
 		(void)r;
@@ -230,7 +230,7 @@ static bool jd_ready(void)
 	if (p == MAP_FAILED) {
 		/* A noexec mount: the file is still written, perf only cannot find it by itself. */
 		rp_warn("RELPOLINE_JITDUMP: cannot map %s executable (%s): perf inject --jit will "
-			"not find it", jd.path, strerror(errno));
+			"not find it", jd.path, rp_strerror(errno));
 	} else {
 		jd.marker = p;
 		jd.marker_len = page;
@@ -247,7 +247,7 @@ static void jd_record(const char *name, uint64_t at, size_t len)
 	int fd = open_parked(jd.path, O_WRONLY | O_APPEND | O_NOFOLLOW);
 	if (fd < 0) {
 		jd.dead = true;
-		rp_warn("RELPOLINE_JITDUMP: cannot open %s: %s; no more records", jd.path, strerror(errno));
+		rp_warn("RELPOLINE_JITDUMP: cannot open %s: %s; no more records", jd.path, rp_strerror(errno));
 		return;
 	}
 	size_t nlen = strlen(name) + 1;
@@ -278,7 +278,7 @@ static void jd_record(const char *name, uint64_t at, size_t len)
 			(void)t;
 		}
 		jd.dead = true;
-		rp_warn("RELPOLINE_JITDUMP: cannot write %s: %s; no more records", jd.path, strerror(e));
+		rp_warn("RELPOLINE_JITDUMP: cannot write %s: %s; no more records", jd.path, rp_strerror(e));
 	}
 	close(fd);
 }

@@ -406,7 +406,7 @@ static bool dir_check(bool create)
 		}
 		RP_STAT_ADD(syscalls, 2);
 		if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
-			warn_once("cannot create the profile directory %s: %s", dir, strerror(errno));
+			warn_once("cannot create the profile directory %s: %s", dir, rp_strerror(errno));
 			return false;
 		}
 		if (stat(dir, &st) != 0)
@@ -589,7 +589,7 @@ void rp_profile_arrive(struct rp_module *m)
 	uint8_t *b = read_file(path, &size, &err);
 	if (!b) {
 		if (err != ENOENT) {
-			warn_once("cannot read the profile %s: %s", path, strerror(err));
+			warn_once("cannot read the profile %s: %s", path, rp_strerror(err));
 			rp_stats.profile_rejected++;
 		}
 		return;
@@ -950,7 +950,7 @@ static bool write_file(const char *path, const uint8_t *b, size_t size)
 			break;
 	}
 	if (fd < 0) {
-		warn_once("cannot write a profile in %s: %s", dir, strerror(errno));
+		warn_once("cannot write a profile in %s: %s", dir, rp_strerror(errno));
 		return false;
 	}
 	fd = rp_fd_park(fd);
@@ -975,7 +975,7 @@ static bool write_file(const char *path, const uint8_t *b, size_t size)
 	if (err) {
 		RP_STAT_ADD(syscalls, 1);
 		unlink(tmp);
-		warn_once("cannot write the profile %s: %s", path, strerror(err));
+		warn_once("cannot write the profile %s: %s", path, rp_strerror(err));
 		return false;
 	}
 	return true;

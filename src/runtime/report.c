@@ -438,7 +438,7 @@ static void write_json(const struct relpoline_stats *s, const char *pattern)
 	rp_free(o.p);
 	pthread_mutex_unlock(&rp_lock);
 	if (err)
-		rp_warn("cannot write stats to %s: %s", path, strerror(err));
+		rp_warn("cannot write stats to %s: %s", path, rp_strerror(err));
 }
 
 void rp_report_at_exit(void)

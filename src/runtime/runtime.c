@@ -303,7 +303,7 @@ static void start_worker(void)
 		rp_oom(256 * 1024, "the worker thread's stack: sites are promoted only by relpoline_epoch()");
 	else
 		rp_warn("cannot start the worker thread (%s): sites are promoted only by relpoline_epoch()",
-			strerror(e));
+			rp_strerror(e));
 }
 
 /* fork: never in the middle of a pass; the child gets a worker of its own. */

@@ -349,7 +349,7 @@ static int arena_init(struct rp_module *m)
 			rp_oom(2 * size, "stub memory for %s: its sites stay on the fallback", m->path);
 		else if (err)
 			rp_warn("cannot map an executable stub arena for %s (%s): its indirect calls "
-				"keep plain retpolines", m->path, strerror(err));
+				"keep plain retpolines", m->path, rp_strerror(err));
 		else
 			rp_warn("no free address within rel32 reach of %s for its stub arena: its "
 				"indirect calls keep plain retpolines", m->path);
