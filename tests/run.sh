@@ -233,6 +233,10 @@ stats_table() {
 	n=$(grep -c . "$1.err")
 	if [ "$n" -lt 5 ]; then echo "RELPOLINE_STATS=1: only $n lines on stderr"; return 1; fi
 	if ! grep -iq 'promot' "$1.err"; then echo "RELPOLINE_STATS=1: no 'promot...' in the table"; return 1; fi
+	# The program's destructor retired its module before the table: it still counts.
+	if ! grep -Eq 'modules with thunks +[1-9]' "$1.err"; then
+		echo "RELPOLINE_STATS=1: the table at exit counts no module"; return 1
+	fi
 }
 stats_json() {
 	local f=$OUT/logs/stats.json
@@ -257,6 +261,9 @@ if not v:
     print("JSON has no sites_promoted key"); sys.exit(1)
 if not isinstance(v[0], int) or v[0] < 3:
     print("JSON sites_promoted = %r, want >= 3" % (v[0],)); sys.exit(1)
+m = list(find(d, "modules"))
+if not m or not isinstance(m[0], int) or m[0] < 1:
+    print("JSON at exit: modules = %r, want >= 1" % (m[:1],)); sys.exit(1)
 EOF
 }
 # RELPOLINE_STATS=json:...-%p.json: one file named by the pid, valid, with promotions

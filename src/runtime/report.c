@@ -85,15 +85,27 @@ static int format_table(const struct relpoline_stats *s, char *buf, size_t len)
 #undef P
 }
 
-RP_API int relpoline_stats_print(int fd)
+static int print_table(int fd, const struct relpoline_stats *s0)
 {
-	struct relpoline_stats s;
-	rp_stats_snapshot(&s);
+	struct relpoline_stats s = *s0;
 	char buf[4096];
 	int n = format_table(&s, buf, sizeof(buf));
 	if (n > (int)sizeof(buf))
 		n = (int)sizeof(buf);
 	return write(fd, buf, (size_t)n) == n ? 0 : -errno;
+}
+
+RP_API int relpoline_stats_print(int fd)
+{
+	struct relpoline_stats s;
+	rp_stats_snapshot(&s);
+	return print_table(fd, &s);
+}
+
+static void count_module(struct rp_module *m, void *arg)
+{
+	(void)m;
+	++*(uint64_t *)arg;
 }
 
 /* PATH with %p replaced by the pid (%% by %), into OUT. */
@@ -447,11 +459,22 @@ void rp_report_at_exit(void)
 		return;
 	struct relpoline_stats s;
 	rp_stats_snapshot(&s);
+	/*
+	 * The main program's destructor (and those of libraries not yet
+	 * closed) ran before this handler and retired their modules: they
+	 * cannot tell exit from dlclose.  At exit "modules" counts the
+	 * modules whose code is still mapped, as it did while they ran.
+	 */
+	uint64_t registered = 0;
+	pthread_mutex_lock(&rp_lock);
+	rp_modules_foreach(count_module, &registered);
+	pthread_mutex_unlock(&rp_lock);
+	s.modules = registered;
 	if (rp_cfg.stats == RP_STATS_JSON) {
 		write_json(&s, rp_cfg.stats_path);
 		return;
 	}
-	relpoline_stats_print(2);
+	print_table(2, &s);
 	if (rp_cfg.stats != RP_STATS_SITES)
 		return;
 	struct out o = { 0 };
