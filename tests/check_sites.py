@@ -136,7 +136,7 @@ def jsonfile(path):
 
 def cap(path):
     text = open(path, errors="replace").read()
-    if not re.search(r"^relpoline: site 0x[0-9a-f]+: .*versions exhausted \(max_versions=2\)", text, re.M):
+    if not re.search(r"^relpoline: site 0x[0-9a-f]+ \(site_cap\+0x[0-9a-f]+\): .*versions exhausted \(max_versions=2\)", text, re.M):
         fail("no verbose line naming the cap: versions exhausted (max_versions=2)")
     lines = text.splitlines()
     for k, l in enumerate(lines):

@@ -449,6 +449,22 @@ static double covered(const struct mix *x, unsigned k)
 	return c;
 }
 
+/*
+ * "0xADDR (function+0xOFF)" for the verbose log, in a buffer of this file's
+ * (under rp_lock, one per log line).  Names are read only when verbose is
+ * on: rp_symbolize may read a module's symbol table.
+ */
+static const char *site_name(const struct rp_site *s)
+{
+	static char buf[224];
+	if (!rp_cfg.verbose)
+		return "";
+	char sym[192];
+	rp_symbolize(s->addr, sym, sizeof(sym));
+	snprintf(buf, sizeof(buf), "%#lx (%s)", (unsigned long)s->addr, sym);
+	return buf;
+}
+
 /* The report's view of S's mix X (targets by decreasing share): its size and hottest targets. */
 static void snapshot(struct rp_site *s, const struct mix *x)
 {
@@ -482,19 +498,19 @@ static void decide_capped(struct rp_site *s, const struct mix *x, const char *wh
 				if (x->t[j] == s->targets[i])
 					cov += x->p[j];
 		if (cov * 100 >= (double)rp_cfg.min_coverage) {
-			rp_debug("site %#lx: %s: versions exhausted (max_versions=%ld): keeps its last stub "
-				 "(%.0f%% of the window) for good", (unsigned long)s->addr, what,
+			rp_debug("site %s: %s: versions exhausted (max_versions=%ld): keeps its last stub "
+				 "(%.0f%% of the window) for good", site_name(s), what,
 				 rp_cfg.max_versions, cov * 100);
 			s->why = RP_WHY_VERSIONS;
 			acc_reset(s);
 			return;
 		}
-		rp_debug("site %#lx: %s: versions exhausted (max_versions=%ld): its last stub covers %.0f%% "
-			 "of the window: left on the fallback for good", (unsigned long)s->addr, what,
+		rp_debug("site %s: %s: versions exhausted (max_versions=%ld): its last stub covers %.0f%% "
+			 "of the window: left on the fallback for good", site_name(s), what,
 			 rp_cfg.max_versions, cov * 100);
 	} else {
-		rp_debug("site %#lx: %s: versions exhausted (max_versions=%ld): left on the fallback for good",
-			 (unsigned long)s->addr, what, rp_cfg.max_versions);
+		rp_debug("site %s: %s: versions exhausted (max_versions=%ld): left on the fallback for good",
+			 site_name(s), what, rp_cfg.max_versions);
 	}
 	to_pinned(s, RP_WHY_VERSIONS);
 }
@@ -519,15 +535,15 @@ static void decide(struct rp_site *s, struct mix *x, const char *what)
 		return;
 	}
 	if (!choose(x, &kind, &k, &cost)) {
-		rp_debug("site %#lx: %s: %u targets, a stub would cost %.1f ns, the fallback %.1f "
-			 "(unpredicted %.2f): left on the fallback", (unsigned long)s->addr, what, x->n, cost,
+		rp_debug("site %s: %s: %u targets, a stub would cost %.1f ns, the fallback %.1f "
+			 "(unpredicted %.2f): left on the fallback", site_name(s), what, x->n, cost,
 			 C_RET, x->unpred);
 		to_pinned(s, RP_WHY_COST);
 		return;
 	}
 	if (covered(x, k) * 100 < (double)rp_cfg.min_coverage) {
-		rp_debug("site %#lx: %s: %u targets cover %.0f%%: left on the fallback",
-			 (unsigned long)s->addr, what, k, covered(x, k) * 100);
+		rp_debug("site %s: %s: %u targets cover %.0f%%: left on the fallback",
+			 site_name(s), what, k, covered(x, k) * 100);
 		to_pinned(s, RP_WHY_COVERAGE);
 		return;
 	}
@@ -542,16 +558,16 @@ static void decide(struct rp_site *s, struct mix *x, const char *what)
 			if (x->t[j] == s->targets[i])
 				cov += x->p[j];
 	if (cov * 100 < (double)rp_cfg.min_coverage) {
-		rp_debug("site %#lx: a stub within reach covers only %.0f%%: left on the fallback",
-			 (unsigned long)s->addr, cov * 100);
+		rp_debug("site %s: a stub within reach covers only %.0f%%: left on the fallback",
+			 site_name(s), cov * 100);
 		to_pinned(s, RP_WHY_COVERAGE);
 		return;
 	}
 	char last[64] = "";
 	if (capped(s))
 		snprintf(last, sizeof(last), ": its last stub version (max_versions=%ld)", rp_cfg.max_versions);
-	rp_debug("site %#lx: %s: %s with %u targets (%.0f%% of the window, unpredicted %.2f, %.1f ns "
-		 "modelled)%s", (unsigned long)s->addr, what, s->skind == RP_STUB_TREE ? "tree" : "chain",
+	rp_debug("site %s: %s: %s with %u targets (%.0f%% of the window, unpredicted %.2f, %.1f ns "
+		 "modelled)%s", site_name(s), what, s->skind == RP_STUB_TREE ? "tree" : "chain",
 		 s->ntargets, cov * 100, x->unpred, cost, last);
 	acc_reset(s);
 	s->epochs = 0;
@@ -629,7 +645,7 @@ static void decide_promoted(struct rp_site *s)
 		 * this one, and a stub for a wide mix costs what its
 		 * mispredictions cost.  One epoch of learning measures it.
 		 */
-		rp_debug("site %#lx: %lu misses over %u targets: learning again", (unsigned long)s->addr,
+		rp_debug("site %s: %lu misses over %u targets: learning again", site_name(s),
 			 (unsigned long)misses, s->nacc);
 		count_relearn(s);
 		to_learning(s);
@@ -864,9 +880,9 @@ static void forget(struct rp_site *s, void *arg)
 		if (s->targets[i] >= r->lo && s->targets[i] < r->hi) {
 			if (capped(s)) {
 				/* No stub could replace this one: the fallback, for good. */
-				rp_debug("site %#lx: its targets are unloaded, versions exhausted "
+				rp_debug("site %s: its targets are unloaded, versions exhausted "
 					 "(max_versions=%ld): left on the fallback for good",
-					 (unsigned long)s->addr, rp_cfg.max_versions);
+					 site_name(s), rp_cfg.max_versions);
 				to_pinned(s, RP_WHY_VERSIONS);
 				return;
 			}
