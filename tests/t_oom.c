@@ -110,17 +110,30 @@ static long vm_kib(void)
 
 /* ---------------- the children ---------------- */
 
-static int child_start(void)
+/* Ten rounds of the main program's calls, each followed by an epoch: wrong results. */
+static long warm_calls(void)
 {
-	say(MARK_MAIN);
 	long wrong = 0;
 	for (int r = 0; r < 10; r++) {
 		wrong += calls(200);
 		relpoline_epoch();
 	}
+	return wrong;
+}
+
+/* Warm the main sites, call them once more, report: the exit status of a child. */
+static int main_sites(void)
+{
+	long wrong = warm_calls();
 	wrong += calls(200);
 	say("t_oom child: promoted=%" PRIu64 " wrong=%ld\n", promoted(), wrong);
 	return wrong ? 3 : 0;
+}
+
+static int child_start(void)
+{
+	say(MARK_MAIN);
+	return main_sites();
 }
 
 /* RLIMIT_AS at this process's size plus SLACK_KIB; false if it cannot be set. */
@@ -140,14 +153,7 @@ static int child_hot(long slack_kib)
 	say(MARK_MAIN);
 	if (!limit_self(slack_kib))
 		return 4;
-	long wrong = 0;
-	for (int r = 0; r < 10; r++) {
-		wrong += calls(200);
-		relpoline_epoch();
-	}
-	wrong += calls(200);
-	say("t_oom child: promoted=%" PRIu64 " wrong=%ld\n", promoted(), wrong);
-	return wrong ? 3 : 0;
+	return main_sites();
 }
 
 typedef long (*run_fn)(int, long);
@@ -155,11 +161,7 @@ typedef long (*run_fn)(int, long);
 static int child_dlopen(const char *dlpath, long slack_kib)
 {
 	say(MARK_MAIN);
-	long wrong = 0;
-	for (int r = 0; r < 10; r++) {
-		wrong += calls(200);
-		relpoline_epoch();
-	}
+	long wrong = warm_calls();
 	uint64_t p0 = promoted();
 	if (!limit_self(slack_kib))
 		return 4;

@@ -195,6 +195,7 @@ void rp_module_drop_sites(struct rp_module *m);
 void rp_module_retire(struct rp_module *m);
 bool rp_module_mapped(const struct rp_module *m);
 void rp_module_free(struct rp_module *m);
+char *rp_read_maps(size_t *len);
 
 /*
  * ---- symbols (symbols.c), under rp_lock ----

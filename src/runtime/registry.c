@@ -259,6 +259,46 @@ void rp_module_retire(struct rp_module *m)
 	m->desc->rt = NULL;
 }
 
+/*
+ * The whole of /proc/self/maps, NUL-terminated, in rp_alloc'd memory (the
+ * caller frees it); *LEN its length.  NULL if it cannot be read.  For the
+ * arena gap search (stub.c) and naming code outside modules (symbols.c).
+ */
+char *rp_read_maps(size_t *len)
+{
+	RP_STAT_ADD(syscalls, 1);
+	int fd = rp_fd_park(open("/proc/self/maps", O_RDONLY | O_CLOEXEC));
+	if (fd < 0)
+		return NULL;
+	size_t cap = 32 << 10, n = 0;
+	char *buf = rp_alloc(cap);
+	while (buf) {
+		if (n + 4096 > cap) {
+			char *nb = rp_realloc(buf, cap * 2);
+			if (!nb) {
+				rp_free(buf);
+				buf = NULL;
+				break;
+			}
+			buf = nb;
+			cap *= 2;
+		}
+		RP_STAT_ADD(syscalls, 1);
+		ssize_t r = read(fd, buf + n, cap - n - 1);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			break;
+		n += (size_t)r;
+	}
+	RP_STAT_ADD(syscalls, 1);
+	close(fd);
+	if (buf)
+		buf[n] = 0;
+	*len = n;
+	return buf;
+}
+
 /* Is any byte of [lo, hi) still mapped?  mincore fails with ENOMEM on a hole. */
 static bool mapped(uint64_t lo, uint64_t hi)
 {

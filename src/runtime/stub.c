@@ -133,35 +133,10 @@ static uint64_t module_top(const struct rp_module *m)
  */
 static unsigned arena_candidates(const struct rp_module *m, size_t size, uint64_t *out, unsigned max)
 {
-	int fd = rp_fd_park(open("/proc/self/maps", O_RDONLY | O_CLOEXEC));
-	if (fd < 0)
-		return 0;
-	RP_STAT_ADD(syscalls, 2);
-	size_t cap = 64 << 10, len = 0;
-	char *buf = rp_alloc(cap);
-	for (;;) {
-		if (!buf)
-			break;
-		if (len + 4096 > cap) {
-			char *nb = rp_realloc(buf, cap * 2);
-			if (!nb) {
-				rp_free(buf);
-				buf = NULL;
-				break;
-			}
-			buf = nb;
-			cap *= 2;
-		}
-		ssize_t r = read(fd, buf + len, cap - len - 1);
-		RP_STAT_ADD(syscalls, 1);
-		if (r <= 0)
-			break;
-		len += (size_t)r;
-	}
-	close(fd);
+	size_t len;
+	char *buf = rp_read_maps(&len);
 	if (!buf)
 		return 0;
-	buf[len] = 0;
 	uint64_t seg_hi = module_top(m);
 	const uint64_t align = 64 << 10, clear = 32 << 20, top = 0x7ffffffff000ull;
 	struct cand { uint64_t at, cost; } c[64];

@@ -370,47 +370,11 @@ static struct {
 } files[FILE_CACHE];
 static uint64_t files_tick;
 
-/* The whole of /proc/self/maps, NUL-terminated, in rp_alloc'd memory; *LEN its length. */
-static char *read_maps(size_t *len)
-{
-	RP_STAT_ADD(syscalls, 1);
-	int fd = rp_fd_park(open("/proc/self/maps", O_RDONLY | O_CLOEXEC));
-	if (fd < 0)
-		return NULL;
-	size_t cap = 32 << 10, n = 0;
-	char *buf = rp_alloc(cap);
-	while (buf) {
-		if (n + 4096 > cap) {
-			char *nb = rp_realloc(buf, cap * 2);
-			if (!nb) {
-				rp_free(buf);
-				buf = NULL;
-				break;
-			}
-			buf = nb;
-			cap *= 2;
-		}
-		RP_STAT_ADD(syscalls, 1);
-		ssize_t r = read(fd, buf + n, cap - n - 1);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r <= 0)
-			break;
-		n += (size_t)r;
-	}
-	RP_STAT_ADD(syscalls, 1);
-	close(fd);
-	if (buf)
-		buf[n] = 0;
-	*len = n;
-	return buf;
-}
-
 /* Keep the executable file mappings of a fresh /proc/self/maps. */
 static void maps_refresh(void)
 {
 	size_t len;
-	char *text = read_maps(&len);
+	char *text = rp_read_maps(&len);
 	if (!text)
 		return;
 	size_t lines = 0;
