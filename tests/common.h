@@ -11,6 +11,7 @@
 #define _GNU_SOURCE
 #endif
 
+#include <dirent.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <stdarg.h>
@@ -218,6 +219,31 @@ static UNUSED uint64_t t_env_u64(const char *name, uint64_t dflt)
 	if (!v || !*v)
 		return dflt;
 	return strtoull(v, NULL, 0);
+}
+
+/*
+ * Only fds 0-2 may be open (a test's child whose parent passed no other):
+ * relpoline keeps no descriptor (its log, profiles, module files).
+ */
+static UNUSED void t_only_std_fds(const char *when)
+{
+	DIR *d = opendir("/proc/self/fd");
+	if (!d) {
+		CHECK(0, "opendir /proc/self/fd: %s", strerror(errno));
+		return;
+	}
+	struct dirent *e;
+	while ((e = readdir(d))) {
+		int fd = atoi(e->d_name);
+		if (e->d_name[0] == '.' || fd <= 2 || fd == dirfd(d))
+			continue;
+		char path[64], target[256] = "?";
+		snprintf(path, sizeof path, "/proc/self/fd/%s", e->d_name);
+		ssize_t k = readlink(path, target, sizeof target - 1);
+		target[k > 0 ? k : 1] = 0;
+		CHECK(0, "%s: fd %d is open: %s (relpoline kept a descriptor)", when, fd, target);
+	}
+	closedir(d);
 }
 
 #endif

@@ -605,6 +605,14 @@ for cc in $CCS; do
 		run_case "$cc" malloc-own-allocator-thread-off t_malloc 60 "" RELPOLINE_THREAD=off \
 			RELPOLINE_EPOCH_MS=1 RELPOLINE_PROMOTE_MIN=8 RELPOLINE_RELEARN_MISSES=20 \
 			RELPOLINE_MAX_VERSIONS=1000 RELPOLINE_PIN_EPOCHS=20 RELPOLINE_MIN_COVERAGE=1 RELPOLINE_STUB=chain -- nothread
+		# The same with everything that reads or writes files on the epochs and at exit:
+		# profile saves (every second and at exit), jitdump records, the per-site table.
+		rm -rf "$OUT/logs/malloc-files" && mkdir -p "$OUT/logs/malloc-files"
+		run_case "$cc" malloc-own-allocator-files t_malloc 60 "" RELPOLINE_THREAD=off \
+			RELPOLINE_EPOCH_MS=1 RELPOLINE_PROMOTE_MIN=8 RELPOLINE_RELEARN_MISSES=20 \
+			RELPOLINE_MAX_VERSIONS=1000 RELPOLINE_PIN_EPOCHS=20 RELPOLINE_MIN_COVERAGE=1 RELPOLINE_STUB=chain \
+			RELPOLINE_PROFILE="$OUT/logs/malloc-files" RELPOLINE_PROFILE_SAVE_S=1 RELPOLINE_JITDUMP=1 \
+			JITDUMPDIR="$OUT/logs/malloc-files" RELPOLINE_STATS=sites -- nothread
 	fi
 	run_case "$cc" fds-none-kept t_fds 60 "" "${DET[@]}" RELPOLINE_RELEARN_MISSES=50 -- promote
 	run_case "$cc" fds-none-kept-worker t_fds 60 "" RELPOLINE_THREAD=on RELPOLINE_EPOCH_MS=1 \

@@ -502,32 +502,10 @@ static int api(char **argv)
 
 /* ---- RELPOLINE_LOG: syslog, its fallback, a file ---- */
 
-/* The child: only fds 0-2 may be open (the parent passed no other), after start-up and after work. */
-static void only_std_fds(const char *when)
-{
-	DIR *d = opendir("/proc/self/fd");
-	if (!d) {
-		CHECK(0, "opendir /proc/self/fd: %s", strerror(errno));
-		return;
-	}
-	struct dirent *e;
-	while ((e = readdir(d))) {
-		int fd = atoi(e->d_name);
-		if (e->d_name[0] == '.' || fd <= 2 || fd == dirfd(d))
-			continue;
-		char path[64], target[256] = "?";
-		snprintf(path, sizeof path, "/proc/self/fd/%s", e->d_name);
-		ssize_t k = readlink(path, target, sizeof target - 1);
-		target[k > 0 ? k : 1] = 0;
-		CHECK(0, "%s: fd %d is open: %s (relpoline logged and kept a descriptor)", when, fd, target);
-	}
-	closedir(d);
-}
-
 /* t_config logchild WANT: RELPOLINE_LOG reads back WANT; the start-up warnings are out already. */
 static int logchild(const char *want)
 {
-	only_std_fds("after start-up");
+	t_only_std_fds("after start-up");
 	char buf[600];
 	get("log", buf, sizeof buf);
 	CHECK(strcmp(buf, want) == 0, "log = \"%s\", want \"%s\"", buf, want);
@@ -536,7 +514,7 @@ static int logchild(const char *want)
 		work(100, round & 1);
 		t_epoch();
 	}
-	only_std_fds("after verbose epochs");
+	t_only_std_fds("after verbose epochs");
 	return t_finish("t_config logchild");
 }
 
