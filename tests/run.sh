@@ -691,6 +691,7 @@ for cc in $CCS; do
 	run_case "$cc" profile-concurrent-writers t_profile 120 "" -- writers
 	run_case "$cc" profile-periodic-save t_profile 60 "" -- periodic
 	run_case "$cc" profile-auto-directory t_profile 60 "" -- auto
+	run_case "$cc" profile-warm-no-records t_profile 120 "" -- lazy ./tdl.so
 	for th in on off; do
 		run_case "$cc" tail-steady-one-stub-thread-$th t_tailsteady 60 "" RELPOLINE_THREAD=$th \
 			RELPOLINE_EPOCH_MS=1 RELPOLINE_PROMOTE_MIN=64 RELPOLINE_RELEARN_MISSES=50 --

@@ -24,6 +24,13 @@
  *                          valid file, no temporary file left
  *   t_profile periodic     a process that never exits saves from its epochs
  *   t_profile auto         RELPOLINE_PROFILE=auto: the per-user cache directory
+ *   t_profile lazy DL      a warm start makes no site records (registry.c
+ *                          makes one when needed): its sites are on stubs
+ *                          of their own, a fork child's calls still hit
+ *                          them, disable puts every site back on its thunk
+ *                          and counts none promoted, enable learns again,
+ *                          a miss gives the site a record that knows its
+ *                          stub, and the per-site report lists them all
  * DL: a relpoline-built library (tests/lib_sites.c -DDL_LIB) that the
  * children dlopen, so a process has two modules with profiles.
  */
@@ -34,6 +41,7 @@
 #include <spawn.h>
 #include <time.h>
 #include "profile_fmt.h"
+#include "sites.h"
 
 extern char **environ;
 
@@ -86,6 +94,73 @@ static long work(long reps, unsigned mask)
 
 /* ---- children ---- */
 
+static const void *const site_fn[8] = { site1, site2, site3, site4, site5, site6, site7, site8 };
+
+/* How many of the 8 sites' cells go to a stub of that site (chain, tree or the miss path alone). */
+static int sites_on_stubs(const char *phase, int want_thunks)
+{
+	int on = 0;
+	for (int k = 0; k < 8; k++) {
+		struct ts_site t = ts_one_site(site_fn[k], "site function");
+		if (!t.addr)
+			DIE("site%d: no thunk site found", k + 1);
+		const void *d = t_site_dest(t.addr, NULL);
+		on += ts_is_stub_for(d, t.addr);
+		if (want_thunks)
+			CHECK(d == ts_thunks[t.reg], "%s: site%d goes to %p, not its thunk", phase, k + 1, d);
+	}
+	return on;
+}
+
+/* The checks of `t_profile lazy`, in a warm process (see the top). */
+static long lazy_checks(void)
+{
+	long wrong = 0;
+	struct relpoline_stats a = t_stats();
+	CHECK(a.profile_sites >= 8 && a.sites_promoted >= a.profile_sites,
+	      "start: %" PRIu64 " sites from the profile, %" PRIu64 " promoted", a.profile_sites,
+	      a.sites_promoted);
+	CHECK(sites_on_stubs("start", 0) == 8, "start: not every site is on a stub of its own");
+	wrong += work(64, 0xff);
+	t_epoch();
+	struct relpoline_stats b = t_stats();
+	CHECK(b.records - a.records < 16, "warm: %" PRIu64 " slow-path samples", b.records - a.records);
+
+	fflush(stdout);
+	pid_t pid = fork();
+	if (pid == 0) {
+		/* The child rewrote its cells from records: made here, from the warm entries. */
+		long w = work(64, 0xff);
+		t_epoch();
+		struct relpoline_stats c = t_stats();
+		int on = sites_on_stubs("fork child", 0);
+		if (w || c.records - b.records >= 16 || on != 8 || c.sites_promoted < 8) {
+			fprintf(stderr, "fork child: %ld wrong, %" PRIu64 " slow-path samples, %d sites on stubs, "
+				"%" PRIu64 " promoted\n", w, c.records - b.records, on, c.sites_promoted);
+			_exit(1);
+		}
+		_exit(0);
+	}
+	int st;
+	CHECK(pid > 0 && waitpid(pid, &st, 0) == pid && WIFEXITED(st) && WEXITSTATUS(st) == 0,
+	      "the fork child failed (status %#x)", st);
+
+	CHECK(relpoline_disable() == 0, "relpoline_disable");
+	struct relpoline_stats d = t_stats();
+	CHECK(d.sites_promoted == 0, "disabled: %" PRIu64 " sites still counted promoted", d.sites_promoted);
+	sites_on_stubs("disabled", 1);
+	wrong += work(16, 0xff);
+	CHECK(relpoline_enable() == 0, "relpoline_enable");
+	wrong += work(64, 0xff);
+	t_epoch();
+	wrong += work(16, 0xff);
+	t_epoch();
+	struct relpoline_stats e = t_stats();
+	CHECK(e.sites_promoted >= 8 && sites_on_stubs("enabled again", 0) == 8,
+	      "enabled again: %" PRIu64 " promoted", e.sites_promoted);
+	return wrong;
+}
+
 static void print_stats(const char *tag)
 {
 	struct relpoline_stats s = t_stats();
@@ -119,6 +194,8 @@ static int child(const char *mode)
 		t_only_std_fds("after the profile was read");
 		print_stats("START");   /* before the first indirect call of main */
 	}
+	if (!strcmp(mode, "lazy"))
+		wrong += lazy_checks();
 	t_epoch();
 	wrong += work(64, mask);
 	wrong += dl_work();
@@ -380,6 +457,45 @@ static int parent_warm(const char *self)
 	read_valid(exe, &f, "after the miss run");
 	free(f.b);
 	return t_finish("t_profile warm");
+}
+
+static int parent_lazy(const char *self)
+{
+	struct result r;
+	fresh_dir("lazy");
+	const char *rec[] = { dl_env[0], NULL };
+	run(self, "record", rec, &r);
+	CHECK_RUN(&r, "record");
+	run(self, "lazy", rec, &r);
+	CHECK_RUN(&r, "lazy run");
+	CHECK(r.warnings == 0, "lazy run: %d warnings:\n%s", r.warnings, r.err);
+
+	/* A miss makes the record: it must know the stub it came from (relearned counts only those). */
+	const char *miss[] = { dl_env[0], "T_MISS=1", NULL };
+	run(self, "check", miss, &r);
+	CHECK_RUN(&r, "miss run");
+	CHECK(r.has_miss && r.miss[5] >= 1, "a warm site that missed was not counted as relearned "
+	      "(relearned %ld)", r.miss[5]);
+	/* That run changed a site, so it saved: the seven sites it has no record of stay in the file. */
+	char exe[1200];
+	exe_file(exe, sizeof exe);
+	struct tpf f;
+	read_valid(exe, &f, "after the miss run");
+	CHECK(f.nsites >= 8, "after the miss run: %u sites in the file", f.nsites);
+	free(f.b);
+
+	/* The per-site report names every site, the ones with no record yet included. */
+	const char *rep[] = { dl_env[0], "RELPOLINE_STATS=sites", "RELPOLINE_STATS_TOP=0", NULL };
+	run(self, "check", rep, &r);
+	CHECK_RUN(&r, "report run");
+	int listed = 0;
+	for (int k = 1; k <= 8; k++) {
+		char name[32];
+		snprintf(name, sizeof name, "site%d+", k);
+		listed += strstr(r.err, name) != NULL;
+	}
+	CHECK(listed == 8, "the per-site report names %d of the 8 sites:\n%s", listed, r.err);
+	return t_finish("t_profile lazy");
 }
 
 /* Sites 0-3, then sites 4-7 in a second process: the file holds all eight. */
@@ -718,7 +834,7 @@ int main(int argc, char **argv)
 	if (argc >= 3 && !strcmp(argv[1], "child"))
 		return child(argv[2]);
 	if (argc < 2)
-		DIE("usage: t_profile warm|merge|corrupt|other|writers|periodic|auto ...");
+		DIE("usage: t_profile warm|merge|corrupt|other|writers|periodic|auto|lazy ...");
 	/* The warm children check that they hold no descriptor beyond 0-2: pass them none. */
 	if (syscall(SYS_close_range, 3u, ~0u, 0) < 0)
 		for (int fd = 3; fd < 1024; fd++)
@@ -754,6 +870,8 @@ int main(int argc, char **argv)
 		rc = parent_periodic(self);
 	else if (!strcmp(argv[1], "auto"))
 		rc = parent_auto(self);
+	else if (!strcmp(argv[1], "lazy") && dl_env[0])
+		rc = parent_lazy(self);
 	else
 		DIE("bad arguments");
 	cleanup();

@@ -107,6 +107,57 @@ struct rp_arena {
 struct rp_seg { uint64_t lo, hi; int prot; };
 #define RP_IDENT_MAX 64
 
+/*
+ * A site a warm start promoted (profile.c) that has no record yet: what
+ * its record would say, in 32 bytes instead of 256.  A warm start makes
+ * thousands of these at once and most never need more: a site whose stub
+ * keeps hitting never reaches the runtime again.  The registry makes the
+ * full record from it when one is needed (rp_site_make: a miss sample,
+ * the per-site report, a save that changed, a departure of one of its
+ * targets' modules, disable/relearn, a fork child), and the entry is
+ * then history (MADE).
+ */
+struct rp_warm {
+	uint64_t stub;
+	uint32_t k;                 /* index of the site in m->site_addr */
+	uint32_t t;                 /* its first target in m->warm_t / m->warm_r */
+	float unpred;
+	uint16_t n;                 /* targets the stub compares, the cell's je target first if USE_JE */
+	uint16_t learned_n;
+	uint16_t mix_n;             /* targets the profile gave it */
+	uint8_t skind;              /* RP_STUB_CHAIN or RP_STUB_TREE */
+	uint8_t use_je : 1, made : 1;
+};
+_Static_assert(sizeof(struct rp_warm) == 32, "a warm entry is 32 bytes");
+
+/* Promoted stubs by kind and size, as RELPOLINE_STATS counts them. */
+struct rp_stub_counts {
+	uint64_t promoted, targets, chain, tree;
+	uint64_t hist[17], hist_log2[9];
+};
+
+static inline void rp_stub_count(struct rp_stub_counts *c, unsigned ntargets, bool tree, int64_t d)
+{
+	unsigned b = 0;   /* 1, 2, 3-4, 5-8, ..., 129-256 */
+	while (b < 8 && ntargets > (1u << b))
+		b++;
+	c->promoted += (uint64_t)d;
+	c->targets += (uint64_t)(d * (int64_t)ntargets);
+	c->hist[ntargets > 16 ? 16 : ntargets] += (uint64_t)d;
+	c->hist_log2[b] += (uint64_t)d;
+	if (tree)
+		c->tree += (uint64_t)d;
+	else
+		c->chain += (uint64_t)d;
+}
+
+/* A saved site's share of its module's profile signature (profile.c). */
+static inline uint64_t rp_site_sig(uint64_t addr, uint32_t versions, uint8_t state)
+{
+	uint64_t h = (addr ^ (uint64_t)versions << 40 ^ (uint64_t)state << 58) * 0x9e3779b97f4a7c15ull;
+	return h ^ h >> 31;
+}
+
 struct rp_module {
 	struct rp_module_desc *desc;
 	char path[512];
@@ -128,6 +179,13 @@ struct rp_module {
 	uint8_t ident[RP_IDENT_MAX];
 	uint8_t ident_len, ident_kind;   /* ident_len 0: none (yet) */
 	uint64_t prof_hash;              /* signature of its profile as last loaded or saved (profile.c) */
+	/* Its sites a warm start promoted that have no record yet (see struct rp_warm). */
+	struct rp_warm *warm;            /* by increasing k */
+	uint64_t *warm_t;
+	float *warm_r;                   /* calls per ms when the stub was made */
+	uint32_t nwarm, warm_live;       /* entries; of which not made into records */
+	uint64_t warm_sig;               /* rp_site_sig summed over the live ones */
+	struct rp_stub_counts warm_counts;   /* the live ones, as recount() would count them */
 };
 
 /*
@@ -184,6 +242,10 @@ struct rp_site *rp_site_lookup(uint64_t addr);
 struct rp_site *rp_site_get(uint64_t addr);   /* its record, made on its first sample */
 struct rp_site *rp_site_make(struct rp_module *m, size_t i);   /* the same for site I of M */
 void rp_sites_reserve(size_t n);
+void rp_module_materialize(struct rp_module *m);   /* records for all of M's warm entries */
+void rp_sites_materialize_all(void);
+void rp_sites_materialize_range(uint64_t lo, uint64_t hi);   /* warm entries with a target there */
+void rp_warm_counts(struct rp_stub_counts *c);   /* adds every module's live warm entries */
 void rp_site_seen(struct rp_site *s);
 void rp_sites_foreach(void (*fn)(struct rp_site *, void *), void *arg);
 void rp_modules_foreach(void (*fn)(struct rp_module *, void *), void *arg);
@@ -219,10 +281,11 @@ extern uint32_t rp_epoch_periods;
 void rp_policy_epoch(void);
 void rp_policy_demote_all(void);
 int rp_policy_sync(void);
-int rp_policy_sync_new(struct rp_site **v, size_t n);
 void rp_policy_forget_range(uint64_t lo, uint64_t hi);
-bool rp_policy_preload(struct rp_site *s, const uint64_t *targets, const double *rates, unsigned n,
-		       uint8_t kind, double unpred, unsigned learned_n);
+bool rp_policy_warm(struct rp_module *m, size_t k, const uint64_t *targets, const double *rates,
+		    unsigned n, uint8_t kind, double unpred, unsigned learned_n, struct rp_warm *w,
+		    uint64_t *wt, float *wr);
+void rp_policy_count_warm(const struct rp_module *m);
 
 /* ---- stubs (stub.c) ---- */
 /* Emit a stub; KEEP gets the targets it compares (those within reach), *USED their number. */
@@ -279,6 +342,7 @@ void rp_patch_init(void);
 int rp_patch_apply(struct rp_patch *p, size_t n);
 int rp_patch_sites(struct rp_module *m);
 void rp_patch_cell_reset(struct rp_site *s);
+size_t rp_patch_cells_warm(struct rp_module *m);
 
 /* ---- saved profiles: warm start (profile.c) ---- */
 void rp_profile_arrive(struct rp_module *m);

@@ -119,6 +119,7 @@ static void fork_one(struct rp_module *m, void *arg)
 {
 	(void)arg;
 	rp_arena_after_fork(m);
+	rp_module_materialize(m);   /* the loop below rewrites cells from records */
 	for (size_t k = 0; k < m->nsites; k++) {
 		struct rp_site *s = rp_site_lookup(m->site_addr[k]);
 		if (s)

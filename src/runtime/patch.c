@@ -20,6 +20,15 @@
  *     exactly the thunk call the relocation list says) and read back after.
  *     If the write is refused, the module's sites keep calling the thunks.
  *
+ *  A'. A warm start (profile.c), in the same constructor right after A:
+ *     the cells of the sites a saved profile promotes are set straight to
+ *     their stubs (jmp, and the je and its slot where the first target
+ *     has the cell's compare), with plain stores through the read-write
+ *     view.  The argument of A holds: no thread can run the module's code
+ *     yet, so none can be inside these cells.  Each cell is checked first
+ *     to be exactly as rp_cells_emit left it; one membarrier still
+ *     separates writing the stubs from writing the cells that lead to them.
+ *
  *  B. Every later change (learning -> promoted -> a new stub -> pinned ->
  *     disabled) retargets a cell: "jmp rel32" whose rel32 is 4-byte
  *     aligned, written with one aligned 4-byte store through the arena's
@@ -163,6 +172,61 @@ int rp_patch_sites(struct rp_module *m)
 		return -err;
 	rp_stats.sites_patched += n;
 	return (int)n;
+}
+
+/* ---- A': a warm start's cells ---- */
+
+/*
+ * Point the cell of each of M's live warm entries at its stub (step A'):
+ * in M's constructor, after the stubs are written.  An entry whose cell
+ * does not hold what rp_cells_emit wrote is dropped (its stub is never
+ * used; the site learns).  Returns the number of cells set.
+ */
+size_t rp_patch_cells_warm(struct rp_module *m)
+{
+	const struct rp_arena *a = &m->arena;
+	if (!a->rw) {
+		m->nwarm = m->warm_live = 0;
+		return 0;
+	}
+	if (rp_arena_emitted() && sync_core_ok) {
+		RP_STAT_ADD(membarriers, 1);
+		if (sys_membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED_SYNC_CORE) < 0) {
+			rp_debug("membarrier(SYNC_CORE) failed (%s): no longer used", rp_strerror(errno));
+			sync_core_ok = false;
+		}
+	}
+	size_t n = 0;
+	for (uint32_t j = 0; j < m->nwarm; j++) {
+		struct rp_warm *w = &m->warm[j];
+		uint64_t c = m->cells + RP_CELL_SIZE * (uint64_t)w->k;
+		uint8_t *cw = a->rw + (c - (uint64_t)(uintptr_t)a->rx);
+		uint64_t *slot = (uint64_t *)(void *)(a->rw + (rp_cell_slot(m, c) - (uint64_t)(uintptr_t)a->rx));
+		uint32_t entry = (uint32_t)(int32_t)(int64_t)(c + RP_CELL_ENTRY - (c + RP_CELL_JMP + 5));
+		if (__atomic_load_n((const uint32_t *)(uintptr_t)(c + RP_CELL_JMP + 1), __ATOMIC_RELAXED) != entry ||
+		    *slot != rp_cell_never(c)) {
+			rp_debug("cell of site %#lx does not hold what was written: not warm-started",
+				 (unsigned long)m->site_addr[w->k]);
+			continue;
+		}
+		if (w->use_je) {
+			uint64_t je = m->warm_t[w->t];
+			__atomic_store_n((uint32_t *)(void *)(cw + RP_CELL_JE + 2),
+					 (uint32_t)(int32_t)(int64_t)(je - (c + RP_CELL_JE + 6)), __ATOMIC_RELAXED);
+			__atomic_store_n(slot, je, __ATOMIC_RELAXED);
+			rp_stats.bytes_written += 12;
+		}
+		__atomic_store_n((uint32_t *)(void *)(cw + RP_CELL_JMP + 1),
+				 (uint32_t)(int32_t)(int64_t)(w->stub - (c + RP_CELL_JMP + 5)), __ATOMIC_RELEASE);
+		rp_stats.bytes_written += 4;
+		m->warm[n++] = *w;
+	}
+	m->nwarm = m->warm_live = (uint32_t)n;
+	if (n) {
+		rp_stats.patch_passes++;
+		rp_stats.sites_patched += n;
+	}
+	return n;
 }
 
 /* ---- B: retargeting cells ---- */

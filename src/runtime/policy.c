@@ -761,31 +761,26 @@ static void plan_site(struct rp_site *s, void *arg)
 
 static void count_site(struct rp_site *s, void *arg)
 {
-	(void)arg;
-	if (s->state == RP_SS_PROMOTED && s->cur == s->stub) {
-		rp_stats.sites_promoted++;
-		rp_stats.stub_targets += s->ntargets;
-		rp_stats.stub_hist[s->ntargets > 16 ? 16 : s->ntargets]++;
-		if (s->skind == RP_STUB_TREE)
-			rp_stats.sites_tree++;
-		else
-			rp_stats.sites_chain++;
-		unsigned b = 0;   /* 1, 2, 3-4, 5-8, ..., 129-256 */
-		while (b < 8 && s->ntargets > (1u << b))
-			b++;
-		rp_stats.stub_hist_log2[b]++;
-	} else if (s->state == RP_SS_PINNED) {
+	struct rp_stub_counts *c = arg;
+	if (s->state == RP_SS_PROMOTED && s->cur == s->stub)
+		rp_stub_count(c, s->ntargets, s->skind == RP_STUB_TREE, 1);
+	else if (s->state == RP_SS_PINNED)
 		rp_stats.sites_pinned++;
-	}
 }
 
+/* The stub counters from every record and every live warm entry (registry.c). */
 static void recount(void)
 {
-	rp_stats.sites_promoted = rp_stats.sites_pinned = rp_stats.stub_targets = 0;
-	rp_stats.sites_chain = rp_stats.sites_tree = 0;
-	memset(rp_stats.stub_hist, 0, sizeof(rp_stats.stub_hist));
-	memset(rp_stats.stub_hist_log2, 0, sizeof(rp_stats.stub_hist_log2));
-	rp_sites_foreach(count_site, NULL);
+	struct rp_stub_counts c = { 0 };
+	rp_stats.sites_pinned = 0;
+	rp_sites_foreach(count_site, &c);
+	rp_warm_counts(&c);
+	rp_stats.sites_promoted = c.promoted;
+	rp_stats.stub_targets = c.targets;
+	rp_stats.sites_chain = c.chain;
+	rp_stats.sites_tree = c.tree;
+	memcpy(rp_stats.stub_hist, c.hist, sizeof(rp_stats.stub_hist));
+	memcpy(rp_stats.stub_hist_log2, c.hist_log2, sizeof(rp_stats.stub_hist_log2));
 }
 
 /* One patch pass for the plan PL (freed here). */
@@ -804,24 +799,6 @@ static int apply_plan(struct plan *pl)
 		}
 	}
 	rp_free(pl->p);
-	return r;
-}
-
-/*
- * The sync pass for the N new records V only (a warm start: profile.c),
- * in one patch pass: none of them has been counted yet, so the counters
- * are added to rather than recounted over every site of the process.
- */
-int rp_policy_sync_new(struct rp_site **v, size_t n)
-{
-	struct plan pl = { rp_alloc((n + 1) * sizeof(*pl.p)), 0, n + 1 };
-	if (!pl.p)
-		return rp_policy_sync();
-	for (size_t i = 0; i < n; i++)
-		plan_site(v[i], &pl);
-	int r = apply_plan(&pl);
-	for (size_t i = 0; i < n; i++)
-		count_site(v[i], NULL);
 	return r;
 }
 
@@ -866,6 +843,7 @@ static void demote(struct rp_site *s, void *arg)
 
 void rp_policy_demote_all(void)
 {
+	rp_sites_materialize_all();   /* warm entries too: their cells must move with the records' */
 	rp_sites_foreach(demote, NULL);
 }
 
@@ -900,27 +878,31 @@ static void forget(struct rp_site *s, void *arg)
 void rp_policy_forget_range(uint64_t lo, uint64_t hi)
 {
 	struct range_arg r = { lo, hi };
+	rp_sites_materialize_range(lo, hi);
 	rp_sites_foreach(forget, &r);
 }
 
 /* ---- warm start from a saved profile (profile.c) ---- */
 
 /*
- * Promote the fresh site S at once, as the run that saved the profile had:
- * a stub of KIND (RP_STUB_CHAIN or RP_STUB_TREE; RELPOLINE_STUB still
- * forces one) over TARGETS, with their calls per ms RATES (any order),
- * UNPRED and LEARNED_N as the learning measured them then.  Nothing here
- * trusts the profile for correctness: a stub compares the live register,
- * so a wrong target costs misses, and misses relearn the site as usual.
- * Runs as S's module arrives, under rp_lock; the caller runs one sync for
- * the whole module.  False if S has had a stub before or none could be
- * made (no target within reach): it then learns as usual.
+ * The stub for site K of M, promoted at once as the run that saved the
+ * profile had it: a stub of KIND (RP_STUB_CHAIN or RP_STUB_TREE;
+ * RELPOLINE_STUB still forces one) over TARGETS, with their calls per ms
+ * RATES (any order), UNPRED and LEARNED_N as the learning measured them
+ * then.  The policy's own stub installation runs on a record on the stack:
+ * what it decides goes into the warm entry W and its targets into WT/WR
+ * (at most N), and no record is made (registry.c makes one when needed).
+ * Nothing here trusts the profile for correctness: a stub compares the
+ * live register, so a wrong target costs misses, and misses relearn the
+ * site as usual.  Runs as M arrives, under rp_lock; the caller points the
+ * cells at the stubs (rp_patch_cells_warm).  False if no stub could be
+ * made (no target within reach, arena full): the site learns as usual.
  */
-bool rp_policy_preload(struct rp_site *s, const uint64_t *targets, const double *rates, unsigned n,
-		       uint8_t kind, double unpred, unsigned learned_n)
+bool rp_policy_warm(struct rp_module *m, size_t k, const uint64_t *targets, const double *rates,
+		    unsigned n, uint8_t kind, double unpred, unsigned learned_n, struct rp_warm *w,
+		    uint64_t *wt, float *wr)
 {
-	if (!rp_enabled || !n || s->state != RP_SS_LEARNING || s->versions ||
-	    s->versions >= (uint32_t)rp_cfg.max_versions)
+	if (!rp_enabled || !n || rp_cfg.max_versions < 1 || n > RP_MAX_TARGETS_LIMIT)
 		return false;
 	struct mix x;
 	uint64_t st[SMALL_MIX];
@@ -942,24 +924,43 @@ bool rp_policy_preload(struct rp_site *s, const uint64_t *targets, const double 
 		total += rates[i];
 	}
 	x.n = n;
+	double inv = total > 0 ? 1.0 / total : 0;   /* one division: 10,000 sites at a warm start */
 	for (unsigned i = 0; i < n; i++)
-		x.p[i] = total > 0 ? x.rate[i] / total : 1.0 / n;
+		x.p[i] = total > 0 ? x.rate[i] * inv : 1.0 / n;
 	x.unpred = unpred;
 	if (rp_cfg.stub != RP_STUB_AUTO)
 		kind = (uint8_t)rp_cfg.stub;
-	unsigned k = n < (unsigned)rp_cfg.max_targets ? n : (unsigned)rp_cfg.max_targets;
-	if (kind != RP_STUB_TREE && k > RP_CHAIN_MAX)
-		k = RP_CHAIN_MAX;
-	bool ok = install_stub(s, &x, k, kind == RP_STUB_TREE ? RP_STUB_TREE : RP_STUB_CHAIN);
+	unsigned kk = n < (unsigned)rp_cfg.max_targets ? n : (unsigned)rp_cfg.max_targets;
+	if (kind != RP_STUB_TREE && kk > RP_CHAIN_MAX)
+		kk = RP_CHAIN_MAX;
+	uint64_t tb[RP_MAX_TARGETS_LIMIT + 1];
+	double rb[RP_MAX_TARGETS_LIMIT + 1];
+	struct rp_site s = {
+		.addr = m->site_addr[k], .mod = m, .reg = m->site_reg[k],
+		.cell = m->cells + RP_CELL_SIZE * k, .targets = tb, .rates = rb,
+		.tcap = RP_MAX_TARGETS_LIMIT + 1,
+	};
+	bool ok = install_stub(&s, &x, kk, kind == RP_STUB_TREE ? RP_STUB_TREE : RP_STUB_CHAIN);
 	if (ok) {
-		snapshot(s, &x);   /* the per-site report shows the profile's mix */
-		s->unpred = unpred;
-		s->learned_n = learned_n;
-		s->from_profile = true;
-		acc_reset(s);
-		s->epochs = 0;
+		*w = (struct rp_warm){
+			.stub = s.stub, .k = (uint32_t)k, .unpred = (float)unpred, .n = (uint16_t)s.ntargets,
+			.learned_n = (uint16_t)(learned_n > 65535 ? 65535 : learned_n), .mix_n = (uint16_t)n,
+			.skind = s.skind, .use_je = s.use_je,
+		};
+		for (unsigned i = 0; i < s.ntargets; i++) {
+			wt[i] = tb[i];
+			wr[i] = (float)rb[i];
+		}
 	}
 	if (big)
 		mix_free(&x);
 	return ok;
+}
+
+/* M's warm entries just arrived: the counters, and the first promotion's time. */
+void rp_policy_count_warm(const struct rp_module *m)
+{
+	recount();
+	if (m->warm_live && !rp_stats.first_promotion_ns)
+		rp_stats.first_promotion_ns = rp_now_ns() - rp_start_ns;
 }

@@ -320,10 +320,24 @@ bool rp_module_mapped(const struct rp_module *m)
 }
 
 /* Forget a retired module and its site records (under rp_lock; its arena is released already). */
+static void warm_free(struct rp_module *m)
+{
+	rp_free(m->warm);
+	rp_free(m->warm_t);
+	rp_free(m->warm_r);
+	m->warm = NULL;
+	m->warm_t = NULL;
+	m->warm_r = NULL;
+	m->nwarm = m->warm_live = 0;
+	m->warm_sig = 0;
+	memset(&m->warm_counts, 0, sizeof(m->warm_counts));
+}
+
 void rp_module_free(struct rp_module *m)
 {
 	map_drop_module(m);
 	modules[m->id] = NULL;
+	warm_free(m);
 	rp_free(m->site_addr);
 	rp_free(m->site_reg);
 	rp_free(m);
@@ -536,10 +550,85 @@ struct rp_site *rp_site_get(uint64_t addr)
 	return rp_site_make(m, lo);
 }
 
+/* M's live warm entry for its site number I, or NULL. */
+static struct rp_warm *warm_find(const struct rp_module *m, size_t i)
+{
+	if (!m->warm_live)
+		return NULL;
+	size_t lo = 0, hi = m->nwarm;
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+		if (m->warm[mid].k < i)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	struct rp_warm *w = lo < m->nwarm && m->warm[lo].k == i ? &m->warm[lo] : NULL;
+	return w && !w->made ? w : NULL;
+}
+
+/*
+ * S is the fresh record of a site whose warm entry W describes its cell:
+ * on W's stub, the je armed with the first target if W says so (profile.c
+ * and patch.c wrote the cell so).  From here on the record is the truth
+ * and W is history: the module's live counts and signature lose W.
+ */
+static void warm_make(struct rp_module *m, struct rp_warm *w, struct rp_site *s)
+{
+	w->made = 1;
+	m->warm_live--;
+	m->warm_sig -= rp_site_sig(s->addr, 1, RP_SS_PROMOTED);
+	rp_stub_count(&m->warm_counts, w->n, w->skind == RP_STUB_TREE, -1);
+	s->state = RP_SS_PROMOTED;
+	s->stub = s->cur = w->stub;
+	s->skind = w->skind;
+	s->versions = 1;
+	s->from_profile = true;
+	s->unpred = w->unpred;
+	s->learned_n = w->learned_n;
+	s->mix_n = w->mix_n;
+	if (w->use_je) {
+		s->use_je = s->je_written = true;
+		s->je_target = s->slot = m->warm_t[w->t];
+	}
+	s->targets = rp_alloc((w->n + 1u) * sizeof(*s->targets));
+	s->rates = rp_alloc((w->n + 1u) * sizeof(*s->rates));
+	if (!s->targets || !s->rates) {
+		/* Still on its stub (the cell says so); it only forgets which targets: never saved. */
+		rp_free(s->targets);
+		rp_free(s->rates);
+		s->targets = NULL;
+		s->rates = NULL;
+		return;
+	}
+	s->tcap = w->n + 1u;
+	s->ntargets = w->n;
+	double total = 0;
+	for (unsigned j = 0; j < w->n; j++) {
+		s->targets[j] = m->warm_t[w->t + j];
+		s->rates[j] = m->warm_r[w->t + j];
+		total += s->rates[j];
+	}
+	/* The per-site report's top targets: the stub's, by rate (at most RP_SITE_TOP passes over n). */
+	bool taken[RP_MAX_TARGETS_LIMIT + 1] = { false };
+	for (s->ntop = 0; s->ntop < RP_SITE_TOP && s->ntop < w->n; s->ntop++) {
+		unsigned best = 0;
+		double r = -1;
+		for (unsigned j = 0; j < w->n; j++)
+			if (!taken[j] && s->rates[j] > r) {
+				r = s->rates[j];
+				best = j;
+			}
+		taken[best] = true;
+		s->top_target[s->ntop] = s->targets[best];
+		s->top_ppm[s->ntop] = total > 0 ? (uint32_t)(r / total * 1e6 + 0.5) : 0;
+	}
+}
+
 /*
  * The record of M's site number I (in m->site_addr), made if it has none:
- * for callers that know the index already (a warm start walks a module's
- * sites in order: profile.c).
+ * for callers that know the index already.  A site with a live warm entry
+ * gets the record the entry stands for.
  */
 struct rp_site *rp_site_make(struct rp_module *m, size_t i)
 {
@@ -554,12 +643,71 @@ struct rp_site *rp_site_make(struct rp_module *m, size_t i)
 	s->len = b[0] == 0x0f ? 6 : 5;
 	s->reg = m->site_reg[i];
 	s->cell = m->cells + RP_CELL_SIZE * i;
-	/* A cell without a record was never changed: as rp_cells_emit left it. */
+	/* A cell without a record or a warm entry was never changed: as rp_cells_emit left it. */
 	s->cur = s->cell + RP_CELL_ENTRY;
 	s->slot = rp_cell_never(s->cell);
 	s->state = RP_SS_LEARNING;
+	struct rp_warm *w = warm_find(m, i);
+	if (w)
+		warm_make(m, w, s);
 	map_put(s);
+	if (w && !m->warm_live)
+		warm_free(m);
 	return s;
+}
+
+/*
+ * Records for M's live warm entries.  Never from inside rp_sites_foreach:
+ * a new record may grow the map.
+ */
+void rp_module_materialize(struct rp_module *m)
+{
+	for (uint32_t j = 0; m->warm && j < m->nwarm; j++)
+		if (!m->warm[j].made && !rp_site_make(m, m->warm[j].k))
+			return;   /* out of memory: the rest stay entries, still right where they are */
+}
+
+void rp_sites_materialize_all(void)
+{
+	for (unsigned i = 0; i < nmodules; i++)
+		if (modules[i])
+			rp_module_materialize(modules[i]);
+}
+
+/* Records for the live warm entries of live modules with a target in [LO, HI). */
+void rp_sites_materialize_range(uint64_t lo, uint64_t hi)
+{
+	for (unsigned i = 0; i < nmodules; i++) {
+		struct rp_module *m = modules[i];
+		if (!m || !m->alive)
+			continue;
+		for (uint32_t j = 0; m->warm && j < m->nwarm; j++) {
+			const struct rp_warm *w = &m->warm[j];
+			bool in = false;
+			for (unsigned x = 0; !w->made && x < w->n && !in; x++)
+				in = m->warm_t[w->t + x] >= lo && m->warm_t[w->t + x] < hi;
+			if (in && !rp_site_make(m, w->k))
+				break;
+		}
+	}
+}
+
+void rp_warm_counts(struct rp_stub_counts *c)
+{
+	for (unsigned i = 0; i < nmodules; i++) {
+		const struct rp_module *m = modules[i];
+		if (!m || !m->warm_live)
+			continue;
+		const struct rp_stub_counts *w = &m->warm_counts;
+		c->promoted += w->promoted;
+		c->targets += w->targets;
+		c->chain += w->chain;
+		c->tree += w->tree;
+		for (unsigned j = 0; j < 17; j++)
+			c->hist[j] += w->hist[j];
+		for (unsigned j = 0; j < 9; j++)
+			c->hist_log2[j] += w->hist_log2[j];
+	}
 }
 
 /* A verified site got its first sample. */

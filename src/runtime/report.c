@@ -291,6 +291,7 @@ static void site_state(const struct rp_site *s, const char **state, char *reason
 static struct rp_site **sorted_sites(size_t *n, size_t *total)
 {
 	struct site_list l = { 0 };
+	rp_sites_materialize_all();   /* a warm start's sites are sites too */
 	rp_sites_foreach(collect, &l);
 	rp_sort(l.v, l.n, sizeof(*l.v), by_samples);
 	*total = l.n;
