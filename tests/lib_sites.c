@@ -47,4 +47,7 @@ EXPORT long P(run)(int which, long n)
 
 NOINLINE EXPORT long P(call_ext)(fn_t f, long x) { return f(x) + 7; }
 
+/* A target for another module's sites (t_profile depart: a site of one library calling into another). */
+NOINLINE EXPORT long P(inc)(long x) { return x + 1; }
+
 EXPORT const void *P(address)(void) { return (const void *)site_a; }

@@ -419,6 +419,8 @@ for cc in $CCS; do
 	fi
 	build "$cc" libtsites.so "$OUT/libtsites.so" -shared -fPIC "$T/lib_sites.c"
 	build "$cc" tdl.so "$OUT/tdl.so" -shared -fPIC -DDL_LIB "$T/lib_sites.c"
+	# The same library under another soname: another build-id (t_profile depart).
+	build "$cc" tdl2.so "$OUT/tdl2.so" -shared -fPIC -DDL_LIB -Wl,-soname,tdl2.so "$T/lib_sites.c"
 	if [ "${BUILT[$cc/libtsites.so]}" = 1 ]; then
 		build "$cc" t_shlib "$OUT/t_shlib" "$T/t_shlib.c" -L"$OUT" -ltsites \
 			-Wl,-rpath,"$OUT" -ldl
@@ -692,6 +694,7 @@ for cc in $CCS; do
 	run_case "$cc" profile-periodic-save t_profile 60 "" -- periodic
 	run_case "$cc" profile-auto-directory t_profile 60 "" -- auto
 	run_case "$cc" profile-warm-no-records t_profile 120 "" -- lazy ./tdl.so
+	run_case "$cc" profile-warm-target-unloaded t_profile 60 "" -- depart ./tdl.so ./tdl2.so
 	for th in on off; do
 		run_case "$cc" tail-steady-one-stub-thread-$th t_tailsteady 60 "" RELPOLINE_THREAD=$th \
 			RELPOLINE_EPOCH_MS=1 RELPOLINE_PROMOTE_MIN=64 RELPOLINE_RELEARN_MISSES=50 --

@@ -31,6 +31,9 @@
  *                          and counts none promoted, enable learns again,
  *                          a miss gives the site a record that knows its
  *                          stub, and the per-site report lists them all
+ *   t_profile depart A B   library B's site calls into library A; warm, B's
+ *                          site has no record when A is dlclosed: it must
+ *                          still go back to learning (its targets are gone)
  * DL: a relpoline-built library (tests/lib_sites.c -DDL_LIB) that the
  * children dlopen, so a process has two modules with profiles.
  */
@@ -186,8 +189,51 @@ static long dl_work(void)
 	return run(1, 40);
 }
 
+/*
+ * Library T_DL2's call_ext site calls T_DL's inc; then T_DL is dlclosed
+ * (with CHECK: a warm run, where that site must relearn as T_DL leaves).
+ */
+static long depart_work(int check)
+{
+	void *a = dlopen(getenv("T_DL"), RTLD_NOW | RTLD_LOCAL);
+	void *b = a ? dlopen(getenv("T_DL2"), RTLD_NOW | RTLD_LOCAL) : NULL;
+	if (!a || !b)
+		DIE("dlopen: %s", dlerror());
+	fn_t inc_a = (fn_t)dlsym(a, "dl_inc"), inc_b = (fn_t)dlsym(b, "dl_inc");
+	long (*ext)(fn_t, long) = (long (*)(fn_t, long))dlsym(b, "dl_call_ext");
+	if (!inc_a || !inc_b || !ext)
+		DIE("dlsym");
+	long wrong = 0;
+	struct relpoline_stats s0 = t_stats();
+	for (int round = 0; round < 3; round++) {
+		for (long r = 0; r < 4000; r++)
+			wrong += ext(inc_a, r) != r + 8;
+		t_epoch();
+	}
+	struct relpoline_stats s1 = t_stats();
+	/* (main's own call of ext is a far target: it stays on the slow path, so records are no measure) */
+	if (check)
+		CHECK(s1.misses == s0.misses && s1.profile_sites >= 1,
+		      "warm: %" PRIu64 " stub misses, %" PRIu64 " sites from profiles",
+		      s1.misses - s0.misses, s1.profile_sites);
+	dlclose(a);
+	struct relpoline_stats s2 = t_stats();
+	if (check)
+		CHECK(s2.profile_relearned == s1.profile_relearned + 1,
+		      "T_DL unloaded: %" PRIu64 " warm sites relearned, want 1 (the call into it)",
+		      s2.profile_relearned - s1.profile_relearned);
+	for (long r = 0; r < 4000; r++)
+		wrong += ext(inc_b, r) != r + 8;
+	dlclose(b);
+	return wrong;
+}
+
 static int child(const char *mode)
 {
+	if (!strncmp(mode, "depart", 6)) {
+		CHECK(depart_work(!strcmp(mode, "depart-check")) == 0, "wrong results");
+		return t_finish(mode);
+	}
 	unsigned mask = (unsigned)t_env_u64("T_MASK", 0xff);
 	long wrong = 0;
 	if (!strcmp(mode, "check")) {
@@ -496,6 +542,21 @@ static int parent_lazy(const char *self)
 	}
 	CHECK(listed == 8, "the per-site report names %d of the 8 sites:\n%s", listed, r.err);
 	return t_finish("t_profile lazy");
+}
+
+static const char *dl2_env;
+
+static int parent_depart(const char *self)
+{
+	struct result r;
+	fresh_dir("depart");
+	const char *env[] = { dl_env[0], dl2_env, NULL };
+	run(self, "depart-record", env, &r);
+	CHECK_RUN(&r, "record");
+	run(self, "depart-check", env, &r);
+	CHECK_RUN(&r, "warm run");
+	CHECK(r.warnings == 0, "warm run: %d warnings:\n%s", r.warnings, r.err);
+	return t_finish("t_profile depart");
 }
 
 /* Sites 0-3, then sites 4-7 in a second process: the file holds all eight. */
@@ -834,7 +895,7 @@ int main(int argc, char **argv)
 	if (argc >= 3 && !strcmp(argv[1], "child"))
 		return child(argv[2]);
 	if (argc < 2)
-		DIE("usage: t_profile warm|merge|corrupt|other|writers|periodic|auto|lazy ...");
+		DIE("usage: t_profile warm|merge|corrupt|other|writers|periodic|auto|lazy|depart ...");
 	/* The warm children check that they hold no descriptor beyond 0-2: pass them none. */
 	if (syscall(SYS_close_range, 3u, ~0u, 0) < 0)
 		for (int fd = 3; fd < 1024; fd++)
@@ -872,6 +933,15 @@ int main(int argc, char **argv)
 		rc = parent_auto(self);
 	else if (!strcmp(argv[1], "lazy") && dl_env[0])
 		rc = parent_lazy(self);
+	else if (!strcmp(argv[1], "depart") && argc >= 4) {
+		static char dl2[700];
+		char *p = realpath(argv[3], NULL);
+		if (!p)
+			DIE("%s not found", argv[3]);
+		snprintf(dl2, sizeof dl2, "T_DL2=%s", p);
+		dl2_env = dl2;
+		rc = parent_depart(self);
+	}
 	else
 		DIE("bad arguments");
 	cleanup();
