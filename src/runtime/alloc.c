@@ -46,10 +46,16 @@ static void lock(void)
 
 static void unlock(void) { __atomic_store_n(&alloc_lock, 0, __ATOMIC_RELEASE); }
 
-static void *map(size_t n)
+/*
+ * FLAGS: MAP_POPULATE for a large block, which its caller fills at once (a
+ * file read, a table, an array): one call faults in all its pages instead
+ * of one fault per page.  Chunks are not: most of a chunk waits for later
+ * allocations, and may never be used.
+ */
+static void *map(size_t n, int flags)
 {
 	RP_STAT_ADD(syscalls, 1);
-	void *p = mmap(NULL, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	void *p = mmap(NULL, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | flags, -1, 0);
 	return p == MAP_FAILED ? NULL : p;
 }
 
@@ -64,7 +70,7 @@ void *rp_alloc(size_t n)
 {
 	if (n > ((size_t)1 << MAX_SHIFT) - HDR) {
 		size_t total = (n + HDR + 4095) & ~(size_t)4095;
-		struct hdr *h = map(total);
+		struct hdr *h = map(total, MAP_POPULATE);
 		if (!h) {
 			own_oom(total);
 			return NULL;
@@ -83,7 +89,7 @@ void *rp_alloc(size_t n)
 		free_list[c] = *(void **)((uint8_t *)h + HDR);
 	} else {
 		if (!chunk_cur || (size_t)(chunk_end - chunk_cur) < bs) {
-			uint8_t *p = map(CHUNK);
+			uint8_t *p = map(CHUNK, 0);
 			if (!p) {
 				unlock();
 				own_oom(CHUNK);
