@@ -385,7 +385,7 @@ static bool install_stub(struct rp_site *s, const struct mix *x, unsigned k, uin
 		goto out;   /* nothing within reach to compare (its arena space is not reused) */
 	s->versions++;
 	s->stub = stub;
-	s->from_profile = false;   /* rp_policy_preload sets it again for its own stubs */
+	s->from_profile = false;   /* a record made from a warm entry sets it again (registry.c) */
 	s->skind = kind == RP_STUB_TREE && nrest ? RP_STUB_TREE : RP_STUB_CHAIN;
 	s->ntargets = 0;
 	if (use_je) {

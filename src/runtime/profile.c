@@ -6,7 +6,7 @@
  * call, and it has exited by then.  So the runtime writes what it learned -
  * per module, its promoted sites and their stubs' targets - and the next
  * process of the same build promotes those sites as its module arrives,
- * before the module's code runs, in one batched patch pass.
+ * before the module's code runs, its cells set straight to their stubs.
  *
  * Trust: none is needed for correctness.  A stub compares the live
  * register with its targets and sends anything else to the fallback, so a
