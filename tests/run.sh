@@ -691,6 +691,7 @@ for cc in $CCS; do
 	run_case "$cc" profile-corrupt t_profile 180 "" -- corrupt ./tdl.so
 	run_case "$cc" profile-other-build t_profile 60 "" -- other ./t_profile_b "$PROFILE_OTHER_ID"
 	run_case "$cc" profile-concurrent-writers t_profile 120 "" -- writers
+	run_case "$cc" profile-lock-held t_profile 60 "" -- held ./tdl.so
 	run_case "$cc" profile-periodic-save t_profile 60 "" -- periodic
 	run_case "$cc" profile-auto-directory t_profile 60 "" -- auto
 	run_case "$cc" profile-warm-no-records t_profile 120 "" -- lazy ./tdl.so

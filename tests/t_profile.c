@@ -20,8 +20,12 @@
  *   t_profile other B HEX  B is this program linked with build-id HEX: it
  *                          ignores this build's profile; given this build's
  *                          file under its own name, it rejects it
- *   t_profile writers      20 processes save into one directory at once: one
- *                          valid file, no temporary file left
+ *   t_profile writers      20 processes save into one directory at once, each
+ *                          2 of the 8 sites: one valid file with all 8 (no
+ *                          writer's sites lost), its lock file, nothing else
+ *   t_profile held DL      the profile's lock held by another process: a save
+ *                          at exit waits its bound once, then writes without
+ *                          it; a periodic save waits for the lock's release
  *   t_profile periodic     a process that never exits saves from its epochs
  *   t_profile auto         RELPOLINE_PROFILE=auto: the per-user cache directory
  *   t_profile lazy DL      a warm start makes no site records (registry.c
@@ -38,9 +42,11 @@
  * children dlopen, so a process has two modules with profiles.
  */
 #include "common.h"
+#include <sys/file.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <dlfcn.h>
+#include <signal.h>
 #include <spawn.h>
 #include <time.h>
 #include "profile_fmt.h"
@@ -97,14 +103,14 @@ static long work(long reps, unsigned mask)
 
 /* ---- children ---- */
 
-static const void *const site_fn[8] = { site1, site2, site3, site4, site5, site6, site7, site8 };
+static long (*const site_fn[8])(fn_t, long) = { site1, site2, site3, site4, site5, site6, site7, site8 };
 
 /* How many of the 8 sites' cells go to a stub of that site (chain, tree or the miss path alone). */
 static int sites_on_stubs(const char *phase, int want_thunks)
 {
 	int on = 0;
 	for (int k = 0; k < 8; k++) {
-		struct ts_site t = ts_one_site(site_fn[k], "site function");
+		struct ts_site t = ts_one_site((const void *)site_fn[k], "site function");
 		if (!t.addr)
 			DIE("site%d: no thunk site found", k + 1);
 		const void *d = t_site_dest(t.addr, NULL);
@@ -278,6 +284,14 @@ static int child(const char *mode)
 		}
 		DIE("no profile saved by the epochs in 30 s");
 	}
+	const char *gate = getenv("T_GATE");
+	if (gate) {
+		/* Ready; exit (and save) only once the parent opens the gate, with the other writers. */
+		printf("READY\n");
+		fflush(stdout);
+		for (int i = 0; i < 20000 && access(gate, F_OK); i++)
+			usleep(500);
+	}
 	return t_finish(mode);
 }
 
@@ -351,11 +365,9 @@ static pid_t start(const char *bin, const char *mode, const char *const *extra, 
 	return pid;
 }
 
-static void collect(pid_t pid, int id, struct result *r)
+/* Child ID's output into R (its status set already). */
+static void read_output(int id, struct result *r)
 {
-	memset(r, 0, sizeof(*r));
-	if (waitpid(pid, &r->status, 0) != pid)
-		DIE("waitpid");
 	char path[700], line[1024];
 	snprintf(path, sizeof path, "%s/run-%d.out", base, id);
 	FILE *f = fopen(path, "r");
@@ -383,6 +395,84 @@ static void collect(pid_t pid, int id, struct result *r)
 		fclose(f);
 }
 
+static void collect(pid_t pid, int id, struct result *r)
+{
+	memset(r, 0, sizeof(*r));
+	if (waitpid(pid, &r->status, 0) != pid)
+		DIE("waitpid");
+	read_output(id, r);
+}
+
+static double now_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/*
+ * Collect PID as collect does, but kill it if it has not exited LIMIT
+ * seconds after T0 (now_s() at its start).  Returns its run time in
+ * seconds, or -1 if it had to be killed.
+ */
+static double collect_within(pid_t pid, int id, double t0, double limit, struct result *r)
+{
+	memset(r, 0, sizeof(*r));
+	double t;
+	pid_t w;
+	while ((w = waitpid(pid, &r->status, WNOHANG)) == 0 && (t = now_s() - t0) < limit)
+		usleep(2000);
+	t = now_s() - t0;
+	if (w == 0) {
+		kill(pid, SIGKILL);
+		if (waitpid(pid, &r->status, 0) != pid)
+			DIE("waitpid");
+		read_output(id, r);
+		return -1;
+	}
+	if (w != pid)
+		DIE("waitpid");
+	read_output(id, r);
+	return t;
+}
+
+/*
+ * The lines of child ID's stderr that contain S followed by a number: how
+ * many, and *SUM the sum of those numbers.
+ */
+static int err_count(int id, const char *s, long *sum)
+{
+	char path[700], line[2048];
+	snprintf(path, sizeof path, "%s/run-%d.err", base, id);
+	FILE *f = fopen(path, "r");
+	int n = 0;
+	*sum = 0;
+	while (f && fgets(line, sizeof line, f)) {
+		const char *p = strstr(line, s);
+		if (p) {
+			n++;
+			*sum += strtol(p + strlen(s), NULL, 10);
+		}
+	}
+	if (f)
+		fclose(f);
+	return n;
+}
+
+/* Does child ID's whole stderr (not only what struct result keeps) contain S? */
+static int err_has(int id, const char *s)
+{
+	char path[700], line[2048];
+	snprintf(path, sizeof path, "%s/run-%d.err", base, id);
+	FILE *f = fopen(path, "r");
+	int found = 0;
+	while (f && !found && fgets(line, sizeof line, f))
+		found = strstr(line, s) != NULL;
+	if (f)
+		fclose(f);
+	return found;
+}
+
 static void run(const char *bin, const char *mode, const char *const *extra, struct result *r)
 {
 	int id;
@@ -398,20 +488,38 @@ static int ok_exit(const struct result *r)
 #define CHECK_RUN(r, what)                                                                      \
 	CHECK(ok_exit(r), "%s: child status %#x; its stderr:\n%s", what, (r)->status, (r)->err)
 
-/* Names in the profile directory: *.rprof files and anything else. */
+/* Is NAME a profile's name, NAME.rprof? */
+static int is_profile(const char *name, size_t l)
+{
+	return l > 6 && !memcmp(name + l - 6, ".rprof", 6) && name[0] != '.' && !memchr(name, '/', l);
+}
+
+/* Is NAME the lock file of a profile, .NAME.rprof.lock (writers serialise on it; never deleted)? */
+static int is_lock(const char *name)
+{
+	size_t l = strlen(name);
+	return l > 6 && name[0] == '.' && !strcmp(name + l - 5, ".lock") && is_profile(name + 1, l - 6);
+}
+
+static int nlocks;   /* lock files seen by the last list_dir */
+
+/* Names in the profile directory: *.rprof files, lock files (counted in nlocks) and anything else. */
 static int list_dir(char names[][300], int max, int *others)
 {
 	DIR *d = opendir(pdir);
 	int n = 0;
 	*others = 0;
+	nlocks = 0;
 	struct dirent *e;
 	while (d && (e = readdir(d))) {
 		if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
 			continue;
 		size_t l = strlen(e->d_name);
-		if (l > 6 && !strcmp(e->d_name + l - 6, ".rprof") && e->d_name[0] != '.') {
+		if (is_profile(e->d_name, l)) {
 			if (n < max)
 				snprintf(names[n++], 300, "%s", e->d_name);
+		} else if (is_lock(e->d_name)) {
+			nlocks++;
 		} else {
 			(*others)++;
 			fprintf(stderr, "not a profile in %s: %s\n", pdir, e->d_name);
@@ -788,35 +896,213 @@ static int parent_other(const char *self, const char *other, const char *hex)
 	return t_finish("t_profile other");
 }
 
+/*
+ * Which of site1-site8 (0-7) the site at OFF from the executable's base
+ * lies in, or -1.  The runtime's module base is __ehdr_start as well
+ * (src/module/module_ctor.c); each siteN is a few instructions, its one
+ * indirect call well inside 64 bytes of its start.
+ */
+extern const char __ehdr_start[] __attribute__((visibility("hidden")));
+
+static int site_index(uint64_t off)
+{
+	int best = -1;
+	uint64_t at = 0;
+	for (int i = 0; i < 8; i++) {
+		uint64_t a = (uint64_t)(uintptr_t)site_fn[i] - (uint64_t)(uintptr_t)__ehdr_start;
+		if (a <= off && (best < 0 || a > at)) {
+			best = i;
+			at = a;
+		}
+	}
+	return best >= 0 && off - at < 64 ? best : -1;
+}
+
+/* The sites (bit N: siteN+1) the file F holds; *STRAY: its records that are none of them. */
+static unsigned sites_in(const struct tpf *f, int *stray)
+{
+	unsigned got = 0;
+	*stray = 0;
+	for (uint32_t i = 0; i < f->nsites; i++) {
+		int k = site_index(tpf_le32(f->sites + (size_t)i * TPF_SITE));
+		if (k < 0)
+			(*stray)++;
+		else
+			got |= 1u << k;
+	}
+	return got;
+}
+
+/* The lock files after list_dir found the N profiles NAMES: one each, a regular file, empty. */
+static void check_locks(char names[][300], int n, const char *what)
+{
+	CHECK(nlocks == n, "%s: %d lock files for %d profiles", what, nlocks, n);
+	for (int i = 0; i < n; i++) {
+		char lk[1000];
+		struct stat st;
+		snprintf(lk, sizeof lk, "%s/.%s.lock", pdir, names[i]);
+		CHECK(stat(lk, &st) == 0 && S_ISREG(st.st_mode) && st.st_size == 0,
+		      "%s: %s is missing or not an empty regular file", what, lk);
+	}
+}
+
+/*
+ * 20 processes save into one directory at once (they wait at a gate to
+ * exit together), each with 2 of the 8 sites (together all 8): saves are
+ * serialised by the profile's lock, so the file holds the union - every
+ * writer's sites, no site lost - and no temporary file is left; the lock
+ * file stays.
+ */
 static int parent_writers(const char *self)
 {
 	enum { N = 20 };
 	fresh_dir("writers");
 	pid_t pid[N];
 	int id[N];
-	static char masks[N][32];
+	static char masks[N][32], gate[700], gate_env[720];
+	unsigned want = 0;
+	snprintf(gate, sizeof gate, "%s/writers-gate", base);
+	snprintf(gate_env, sizeof gate_env, "T_GATE=%s", gate);
 	for (int i = 0; i < N; i++) {
-		snprintf(masks[i], sizeof masks[i], "T_MASK=%#x", 1u << (i % 8) | 1u << ((i + 3) % 8));
-		const char *env[] = { masks[i], NULL };
+		unsigned m = 1u << (i % 8) | 1u << ((i + 3) % 8);
+		want |= m;
+		snprintf(masks[i], sizeof masks[i], "T_MASK=%#x", m);
+		const char *env[] = { masks[i], gate_env, NULL };
 		pid[i] = start(self, "record", env, &id[i]);
 	}
+	/*
+	 * All of them learned their sites (none read a file: none was saved
+	 * yet); now they exit, and save, at once.
+	 */
+	for (int i = 0; i < N; i++) {
+		char path[700], line[64];
+		snprintf(path, sizeof path, "%s/run-%d.out", base, id[i]);
+		int ready = 0;
+		for (int k = 0; k < 20000 && !ready; k++) {
+			FILE *f = fopen(path, "r");
+			while (f && !ready && fgets(line, sizeof line, f))
+				ready = !strcmp(line, "READY\n");
+			if (f)
+				fclose(f);
+			if (!ready)
+				usleep(500);
+		}
+		if (!ready)
+			DIE("writer %d never got ready", i);
+	}
+	int g = open(gate, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+	if (g < 0)
+		DIE("cannot create %s", gate);
+	close(g);
 	for (int i = 0; i < N; i++) {
 		struct result r;
 		collect(pid[i], id[i], &r);
 		CHECK_RUN(&r, "writer");
 		CHECK(r.warnings == 0, "writer %d: %d warnings:\n%s", i, r.warnings, r.err);
+		/* Its own two sites at least (a writer that read a saved file may hold more). */
+		CHECK(r.has_end && r.end[0] >= 2, "writer %d (%s): %ld sites promoted, want its 2", i, masks[i],
+		      r.end[0]);
 	}
 	char names[8][300], exe[1200];
 	int others, n = list_dir(names, 8, &others);
 	CHECK(n == 1 && others == 0, "after 20 writers: %d profiles and %d other files (temporary files left?)",
 	      n, others);
+	check_locks(names, n, "after 20 writers");
 	exe_file(exe, sizeof exe);
 	struct tpf f;
 	read_valid(exe, &f, "after 20 concurrent writers");
-	CHECK(f.nsites >= 2, "%u sites", f.nsites);
-	printf("writers: one valid file, %u sites\n", f.nsites);
+	int stray;
+	unsigned got = sites_in(&f, &stray);
+	CHECK(want == 0xff && got == want && stray == 0 && f.nsites == 8,
+	      "the file holds sites %#x of the writers' %#x (%u records, %d of them none of the 8): "
+	      "a writer's contribution was lost", got, want, f.nsites, stray);
+	printf("writers: one valid file, %u sites (%#x)\n", f.nsites, got);
 	free(f.b);
 	return t_finish("t_profile writers");
+}
+
+/*
+ * The profile's lock is held by another process beyond the bound (here the
+ * parent, as a writer stopped with the lock would).  A save at exit waits
+ * about 200 ms (LOCK_WAIT_NS in profile.c), then writes without the lock:
+ * the child (with DL: two modules, so several saves at exit) exits within
+ * a second, having waited once, its file is valid and holds its 8 sites,
+ * no warning (debug lines say it); the library's profile, whose lock is
+ * free, is saved as usual.  A periodic save does not wait and does not
+ * write without the lock: the file appears only once the lock is released.
+ */
+static int parent_held(const char *self)
+{
+	char hex[140], exe[1200], lock[1300];
+	if (!tpf_build_id("", hex)[0])
+		DIE("t_profile held needs a build with a build-id");
+	for (int periodic = 0; periodic < 2; periodic++) {
+		fresh_dir(periodic ? "held-periodic" : "held");
+		snprintf(exe, sizeof exe, "%s/%s.rprof", pdir, hex);
+		snprintf(lock, sizeof lock, "%s/.%s.rprof.lock", pdir, hex);
+		int fd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+		if (fd < 0 || flock(fd, LOCK_EX))
+			DIE("cannot lock %s", lock);
+		const char *exit_env[] = { "RELPOLINE_VERBOSE=1", dl_env[0], NULL };
+		const char *per_env[] = { "RELPOLINE_VERBOSE=1", "RELPOLINE_PROFILE_SAVE_S=1", NULL };
+		struct result r;
+		int id, want = 1;
+		double t0 = now_s();
+		pid_t pid = start(self, periodic ? "periodic" : "record", periodic ? per_env : exit_env, &id);
+		char names[8][300];
+		int others, n;
+		if (!periodic) {
+			double t = collect_within(pid, id, t0, 10, &r);
+			CHECK(t >= 0, "a save with its lock held elsewhere hangs (killed after 10 s)");
+			CHECK(t >= 0.2 && t < 1.0, "the child ran %.3f s with the lock held elsewhere: want 0.2 s "
+			      "(the wait) to 1 s", t);
+			CHECK_RUN(&r, "save with the lock held elsewhere");
+			CHECK(r.warnings == 0, "lock held elsewhere: %d warnings:\n%s", r.warnings, r.err);
+			long waited;
+			int k = err_count(id, "its lock is still held by another process after ", &waited);
+			CHECK(k >= 1 && waited >= 200 && waited < 300, "lock held elsewhere: %d debug lines of saves "
+			      "without it, after %ld ms of waiting in all: want one or more, 200 to 300 ms", k, waited);
+			want = dl_env[0] ? 2 : 1;
+			printf("held: the child ran %.3f s, %d saves without the lock after %ld ms\n", t, k, waited);
+		} else {
+			/* Three periods with the lock held: nothing written, the child still waiting for its file. */
+			usleep(3200000);
+			n = list_dir(names, 8, &others);
+			CHECK(n == 0 && waitpid(pid, &r.status, WNOHANG) == 0,
+			      "a periodic save wrote %d profiles while the lock was held elsewhere", n);
+			CHECK(err_has(id, "its lock is held by another process: saved later"),
+			      "periodic save with the lock held elsewhere: no debug line that it was put off");
+			close(fd);
+			fd = -1;
+			double t = collect_within(pid, id, now_s(), 10, &r);
+			CHECK(t >= 0, "the periodic save never came after the lock was released (killed after 10 s)");
+			CHECK_RUN(&r, "periodic save after the lock was released");
+			CHECK(r.warnings == 0, "periodic: %d warnings:\n%s", r.warnings, r.err);
+			printf("held: the periodic save came %.3f s after the lock was released\n", t);
+		}
+		if (fd >= 0)
+			close(fd);
+		n = list_dir(names, 8, &others);
+		CHECK(n == want && others == 0, "%d profiles (want %d) and %d other files (temporary files left?)",
+		      n, want, others);
+		check_locks(names, n, "lock held elsewhere");
+		for (int i = 0; i < n; i++) {
+			char p[1200];
+			struct tpf f;
+			snprintf(p, sizeof p, "%s/%.299s", pdir, names[i]);
+			read_valid(p, &f, periodic ? "a periodic save after the lock was released" :
+						     "a save with the lock held elsewhere");
+			int stray;
+			unsigned got = sites_in(&f, &stray);
+			/* The executable's 8 sites (with DL also its call into the library); the library's 3. */
+			if (!strcmp(p, exe))
+				CHECK(got == 0xff, "the file holds sites %#x, want 0xff", got);
+			else
+				CHECK(f.nsites >= 3, "the library's profile holds %u sites, want its 3", f.nsites);
+			free(f.b);
+		}
+	}
+	return t_finish("t_profile held");
 }
 
 static int parent_periodic(const char *self)
@@ -895,7 +1181,7 @@ int main(int argc, char **argv)
 	if (argc >= 3 && !strcmp(argv[1], "child"))
 		return child(argv[2]);
 	if (argc < 2)
-		DIE("usage: t_profile warm|merge|corrupt|other|writers|periodic|auto|lazy|depart ...");
+		DIE("usage: t_profile warm|merge|corrupt|other|writers|held|periodic|auto|lazy|depart ...");
 	/* The warm children check that they hold no descriptor beyond 0-2: pass them none. */
 	if (syscall(SYS_close_range, 3u, ~0u, 0) < 0)
 		for (int fd = 3; fd < 1024; fd++)
@@ -929,6 +1215,8 @@ int main(int argc, char **argv)
 		rc = parent_writers(self);
 	else if (!strcmp(argv[1], "periodic"))
 		rc = parent_periodic(self);
+	else if (!strcmp(argv[1], "held"))
+		rc = parent_held(self);
 	else if (!strcmp(argv[1], "auto"))
 		rc = parent_auto(self);
 	else if (!strcmp(argv[1], "lazy") && dl_env[0])

@@ -29,9 +29,15 @@
  * file made with O_EXCL in the same directory, then rename(2) replaces
  * the old one.  Merging is a union per site; the newest run wins where both
  * name a site, and a site this run decided no stub pays for is dropped.
- * Two processes that save at once each merge what they read: one of the two
- * contributions may be lost, the file never.  The format is at the end of
- * docs/design.md ("Saved profiles"), and in the comments of pf_* below.
+ * Writers of one file take turns: read, merge, write and rename happen
+ * under flock(LOCK_EX) on DIR/.NAME.lock (lock_file), so each merges what
+ * the one before it wrote and no process's sites are lost.  The lock is
+ * polled, at most LOCK_WAIT_NS (200 ms) per save; a lock still held then
+ * (its holder stopped) is done without at exit and dlclose (the file stays
+ * whole; only that save and the holder's may then lose sites to each
+ * other), and put off to a later period by the periodic save.  Readers
+ * take no lock.  The format is at the end of docs/design.md ("Saved
+ * profiles"), and in the comments of pf_* below.
  *
  * When: loading in rp_profile_arrive (lifecycle.c, the module's
  * constructor); saving when a module leaves (before the sites that jump
@@ -57,8 +63,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/auxv.h>
+#include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 #include "internal.h"
 
@@ -1022,6 +1030,83 @@ static bool write_file(const char *path, const uint8_t *b, size_t size)
 	return true;
 }
 
+/* ---- one writer of a file at a time ---- */
+
+/* The longest one save waits for other processes' locks, over all its modules. */
+#define LOCK_WAIT_NS 200000000ull
+/* After a wait ran out, how long later saves only try once (see save_all). */
+#define LOCK_GAVE_UP_NS 1000000000ull
+
+static uint64_t lock_gave_up_ns;   /* when a wait last ran out; 0: never */
+
+enum lock_result { LOCK_HELD, LOCK_BUSY, LOCK_NONE };
+
+/*
+ * Lock PATH against the other writers: flock(LOCK_EX) on DIR/.NAME.lock,
+ * NAME being PATH's base name.  The lock is a file of its own, not PATH,
+ * because rename(2) replaces PATH's inode while a writer holds it; the
+ * lock file is never deleted (a writer could lock an inode that another
+ * then unlinks, and a third create a new one: two holders).
+ *
+ * It is polled with LOCK_NB and short sleeps until DEADLINE (CLOCK_MONOTONIC
+ * ns), never waited for in the kernel: a blocking flock could only be
+ * interrupted with a signal, and the signals are the host's.  The kernel
+ * drops a lock when its holder dies, but not when it is stopped (SIGSTOP,
+ * a debugger), so the wait has a bound and the caller decides what a busy
+ * lock means.
+ *
+ * O_RDONLY: flock needs no access mode, so a lock file another user made
+ * in a shared directory (mode 0644, as the profiles) serves every writer.
+ * O_NONBLOCK and O_NOCTTY: a FIFO or a device put there under that name
+ * must not hang the program or become its terminal; it fails S_ISREG.
+ *
+ * LOCK_HELD: *FD (moved high, as every transient descriptor here) holds
+ * the lock until it is closed.  While it is open, a fork from another
+ * thread would share the lock with the child until the child execs or
+ * exits (the same holds for every descriptor the runtime opens
+ * briefly); the bound covers that too.  LOCK_BUSY: another holder until
+ * DEADLINE.  LOCK_NONE: no lock can be had here (*ERR says why).
+ */
+static enum lock_result lock_file(const char *path, uint64_t deadline, int *fd, int *err)
+{
+	char lk[sizeof(dir) + 2 * RP_IDENT_MAX + 32];
+	const char *base = strrchr(path, '/');
+	snprintf(lk, sizeof(lk), "%.*s/.%s.lock", (int)(base - path), path, base + 1);
+	RP_STAT_ADD(syscalls, 2);
+	*fd = rp_fd_park(open(lk, O_RDONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY | O_NONBLOCK, 0644));
+	struct stat st;
+	if (*fd < 0 || fstat(*fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+		*err = *fd < 0 ? errno : EINVAL;
+		goto none;
+	}
+	uint64_t nap = 250000;   /* ns, doubled up to 4 ms: a save holds the lock well under 1 ms */
+	for (;;) {
+		RP_STAT_ADD(syscalls, 1);
+		if (flock(*fd, LOCK_EX | LOCK_NB) == 0)
+			return LOCK_HELD;
+		if (errno != EWOULDBLOCK && errno != EINTR) {
+			*err = errno;   /* ENOLCK, or a file system without flock */
+			goto none;
+		}
+		uint64_t now = rp_now_ns();
+		if (now >= deadline)
+			break;
+		uint64_t d = deadline - now < nap ? deadline - now : nap;
+		struct timespec ts = { (time_t)(d / 1000000000u), (long)(d % 1000000000u) };
+		RP_STAT_ADD(syscalls, 1);
+		nanosleep(&ts, NULL);   /* EINTR: the clock decides */
+		nap = nap < 4000000 ? nap * 2 : nap;
+	}
+	close(*fd);
+	*fd = -1;
+	return LOCK_BUSY;
+none:
+	if (*fd >= 0)
+		close(*fd);
+	*fd = -1;
+	return LOCK_NONE;
+}
+
 /*
  * Does the old file's site S (targets at X) name the same stub as this
  * run's record R: kind, register, stub kind and the same targets?  Their
@@ -1049,11 +1134,33 @@ static bool same_site(const struct view *v, const uint8_t *s, const uint8_t *x, 
  * Save M's snapshot P: merged with the file as it is now (a union per
  * site, P winning where both have one and they differ), written only if
  * that changes the file.  True if the file now holds P.
+ *
+ * The read, the merge and the rename happen under the file's lock
+ * (lock_file), so the file another writer renamed into place is the one
+ * read here: no writer's sites are lost.  A lock still busy at DEADLINE:
+ * with DEFER, nothing is written (false: the caller tries again later);
+ * otherwise the save goes ahead without it, as a save did before locks
+ * existed - the file stays whole, and only a writer that holds the lock
+ * for that long (stopped) can lose this one's sites or have its own lost.
  */
-static bool save_module(struct rp_module *m, const struct snap *p)
+static bool save_module(struct rp_module *m, const struct snap *p, uint64_t deadline, bool defer)
 {
 	char path[sizeof(dir) + 2 * RP_IDENT_MAX + 16];
 	file_name(m, path, sizeof(path));
+	int lfd, lerr = 0;
+	uint64_t t0 = rp_now_ns();
+	enum lock_result lr = lock_file(path, deadline, &lfd, &lerr);
+	if (lr == LOCK_BUSY && defer) {
+		rp_debug("profile %s: its lock is held by another process: saved later", path);
+		return false;
+	}
+	if (lr == LOCK_BUSY) {
+		lock_gave_up_ns = rp_now_ns();
+		rp_debug("profile %s: its lock is still held by another process after %llu ms: saved without it",
+			 path, (unsigned long long)((lock_gave_up_ns - t0) / 1000000));
+	} else if (lr == LOCK_NONE) {
+		rp_debug("profile %s: no lock file (%s): saved without it", path, rp_strerror(lerr));
+	}
 	size_t oldsize = 0;
 	int err;
 	uint8_t *old = read_file(path, &oldsize, &err);
@@ -1101,6 +1208,10 @@ static bool save_module(struct rp_module *m, const struct snap *p)
 	rp_free(o.ids);
 	rp_free(o.sites);
 	rp_free(o.targets);
+	if (lfd >= 0) {
+		RP_STAT_ADD(syscalls, 1);
+		close(lfd);   /* after the rename: the next writer reads this file */
+	}
 	return ok;
 }
 
@@ -1110,10 +1221,24 @@ static uint64_t last_save_ns;
  * Save the profile of every module whose snapshot changed since it was
  * loaded or last saved.  Under rp_lock: when a module leaves (before its
  * callers' sites go back to learning), at exit, and from the epochs.
+ *
+ * PERIODIC (from the epochs): a busy lock is tried once, not waited for -
+ * that save may run on an application thread - and the module is saved
+ * at a later period or at exit.  Otherwise there is no later, and the
+ * waits of all modules together are bounded by LOCK_WAIT_NS, so a process
+ * never lingers at exit or dlclose because another one is stopped with a
+ * lock; after that, saves go ahead without the lock.  Exit runs several
+ * saves in a row (one per departing module's destructor, then the at-exit
+ * one), and a departure changes other modules' snapshots: so within
+ * LOCK_GAVE_UP_NS of a wait that ran out, a save tries each lock once
+ * instead of waiting again for what is most likely the same stopped
+ * holder, and the whole exit waits about LOCK_WAIT_NS at most.
  */
-void rp_profile_save(void)
+static void save_all(bool periodic)
 {
 	last_save_ns = rp_now_ns();
+	bool gave_up = lock_gave_up_ns && last_save_ns - lock_gave_up_ns < LOCK_GAVE_UP_NS;
+	uint64_t deadline = periodic || gave_up ? last_save_ns : last_save_ns + LOCK_WAIT_NS;
 	if (rp_cfg.mode != RP_MODE_ON || !profile_dir())
 		return;
 	struct bymod *b = rp_zalloc(sizeof(*b));
@@ -1145,13 +1270,18 @@ void rp_profile_save(void)
 			usable = dir_check(true) ? 1 : -1;
 		if (usable < 0 || !snapshot(m, b->v[i], b->n[i], &p))
 			continue;
-		if (save_module(m, &p))
+		if (save_module(m, &p, deadline, periodic))
 			m->prof_hash = b->sig[i];
 		snap_free(&p);
 	}
 	for (unsigned i = 0; i < 256; i++)
 		rp_free(b->v[i]);
 	rp_free(b);
+}
+
+void rp_profile_save(void)
+{
+	save_all(false);
 }
 
 /* From each epoch (under rp_lock): a periodic save for processes that never exit. */
@@ -1163,5 +1293,5 @@ void rp_profile_tick(void)
 	if (!last_save_ns)
 		last_save_ns = rp_start_ns;
 	if (now - last_save_ns >= (uint64_t)rp_cfg.profile_save_s * 1000000000ull)
-		rp_profile_save();
+		save_all(true);
 }
