@@ -26,8 +26,12 @@
  *     has the cell's compare), with plain stores through the read-write
  *     view.  The argument of A holds: no thread can run the module's code
  *     yet, so none can be inside these cells.  Each cell is checked first
- *     to be exactly as rp_cells_emit left it; one membarrier still
- *     separates writing the stubs from writing the cells that lead to them.
+ *     to be exactly as rp_cells_emit left it, and the stubs are written
+ *     before any cell leads to them.  A module that arrives before the
+ *     first epoch (the membarrier registration is slow and waits for it)
+ *     publishes them by the stores alone, as B does without membarrier:
+ *     no thread has executed those addresses; a later dlopen gets one
+ *     membarrier between the stubs and the cells.
  *
  *  B. Every later change (learning -> promoted -> a new stub -> pinned ->
  *     disabled) retargets a cell: "jmp rel32" whose rel32 is 4-byte
