@@ -138,7 +138,7 @@ static long lazy_checks(void)
 	fflush(stdout);
 	pid_t pid = fork();
 	if (pid == 0) {
-		/* The child rewrote its cells from records: made here, from the warm entries. */
+		/* The child rewrote its copy of every cell: a warm site's from its entry. */
 		long w = work(64, 0xff);
 		t_epoch();
 		struct relpoline_stats c = t_stats();

@@ -113,9 +113,9 @@ struct rp_seg { uint64_t lo, hi; int prot; };
  * thousands of these at once and most never need more: a site whose stub
  * keeps hitting never reaches the runtime again.  The registry makes the
  * full record from it when one is needed (rp_site_make: a miss sample,
- * the per-site report, a save that changed, a departure of one of its
- * targets' modules, disable/relearn, a fork child), and the entry is
- * then history (MADE).
+ * the per-site report, a departure of one of its targets' modules,
+ * disable/enable/relearn), and the entry is then history (MADE).  A fork
+ * child rewrites a live entry's cell from the entry (lifecycle.c).
  */
 struct rp_warm {
 	uint64_t stub;
@@ -343,6 +343,7 @@ int rp_patch_apply(struct rp_patch *p, size_t n);
 int rp_patch_sites(struct rp_module *m);
 void rp_patch_cell_reset(struct rp_site *s);
 size_t rp_patch_cells_warm(struct rp_module *m);
+void rp_patch_cell_warm(struct rp_module *m, const struct rp_warm *w);
 
 /* ---- saved profiles: warm start (profile.c) ---- */
 void rp_profile_arrive(struct rp_module *m);

@@ -119,13 +119,19 @@ static void fork_one(struct rp_module *m, void *arg)
 {
 	(void)arg;
 	rp_arena_after_fork(m);
-	rp_module_materialize(m);   /* the loop below rewrites cells from records */
+	uint32_t j = 0;   /* m->warm is sorted by site index: one walk beside the sites' */
 	for (size_t k = 0; k < m->nsites; k++) {
 		struct rp_site *s = rp_site_lookup(m->site_addr[k]);
-		if (s)
+		if (s) {
 			rp_patch_cell_reset(s);
-		else
-			rp_cell_reinit(m, k);
+			continue;
+		}
+		rp_cell_reinit(m, k);
+		while (m->warm && j < m->nwarm && m->warm[j].k < k)
+			j++;
+		/* A warm entry without a record: its cell as the warm start set it (no record made per child). */
+		if (m->warm && j < m->nwarm && m->warm[j].k == k && !m->warm[j].made && m->arena.rw)
+			rp_patch_cell_warm(m, &m->warm[j]);
 	}
 }
 

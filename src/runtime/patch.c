@@ -181,6 +181,28 @@ int rp_patch_sites(struct rp_module *m)
 /* ---- A': a warm start's cells ---- */
 
 /*
+ * Point the cell of M's warm entry W at its stub, its je and slot at its
+ * first target if W has the cell's compare.  Only where no thread can run
+ * the cell: step A' below, and a fork child (single-threaded) rewriting
+ * its private copy of a cell as rp_cells_emit made it.
+ */
+void rp_patch_cell_warm(struct rp_module *m, const struct rp_warm *w)
+{
+	const struct rp_arena *a = &m->arena;
+	uint64_t c = m->cells + RP_CELL_SIZE * (uint64_t)w->k;
+	uint8_t *cw = a->rw + (c - (uint64_t)(uintptr_t)a->rx);
+	uint64_t *slot = (uint64_t *)(void *)(a->rw + (rp_cell_slot(m, c) - (uint64_t)(uintptr_t)a->rx));
+	if (w->use_je) {
+		uint64_t je = m->warm_t[w->t];
+		__atomic_store_n((uint32_t *)(void *)(cw + RP_CELL_JE + 2),
+				 (uint32_t)(int32_t)(int64_t)(je - (c + RP_CELL_JE + 6)), __ATOMIC_RELAXED);
+		__atomic_store_n(slot, je, __ATOMIC_RELAXED);
+	}
+	__atomic_store_n((uint32_t *)(void *)(cw + RP_CELL_JMP + 1),
+			 (uint32_t)(int32_t)(int64_t)(w->stub - (c + RP_CELL_JMP + 5)), __ATOMIC_RELEASE);
+}
+
+/*
  * Point the cell of each of M's live warm entries at its stub (step A'):
  * in M's constructor, after the stubs are written.  An entry whose cell
  * does not hold what rp_cells_emit wrote is dropped (its stub is never
@@ -219,16 +241,8 @@ size_t rp_patch_cells_warm(struct rp_module *m)
 				 (unsigned long)m->site_addr[w->k]);
 			continue;
 		}
-		if (w->use_je) {
-			uint64_t je = m->warm_t[w->t];
-			__atomic_store_n((uint32_t *)(void *)(cw + RP_CELL_JE + 2),
-					 (uint32_t)(int32_t)(int64_t)(je - (c + RP_CELL_JE + 6)), __ATOMIC_RELAXED);
-			__atomic_store_n(slot, je, __ATOMIC_RELAXED);
-			rp_stats.bytes_written += 12;
-		}
-		__atomic_store_n((uint32_t *)(void *)(cw + RP_CELL_JMP + 1),
-				 (uint32_t)(int32_t)(int64_t)(w->stub - (c + RP_CELL_JMP + 5)), __ATOMIC_RELEASE);
-		rp_stats.bytes_written += 4;
+		rp_patch_cell_warm(m, w);
+		rp_stats.bytes_written += w->use_je ? 16 : 4;
 		m->warm[n++] = *w;
 	}
 	m->nwarm = m->warm_live = (uint32_t)n;
