@@ -36,6 +36,10 @@
 #   REAL_FLAKY="x y"      tests declared flaky (default: see DECLARED_FLAKY)
 #   REAL_SHOW_LINES=N     diff lines shown per differing test (default 25)
 #   REAL_NO_SETUP=1       skip the package/source step (offline re-runs)
+#   REAL_AGGRESSIVE="..." the second relpoline suite's settings instead of the
+#                         aggressive ones, e.g. RELPOLINE_PROFILE=DIR (an
+#                         absolute directory outside /tmp, which each suite
+#                         gets privately): a warm start for every process
 #   REAL_REBUILD=1        rebuild both bash builds
 # Exit status: 0 when every non-flaky test matches in both relpoline settings
 # and at least one process promoted a site; 1 otherwise; 2 on a setup or
@@ -50,7 +54,7 @@ WORK=${REAL_DIR:-$ROOT/build/real/bash}
 TIMEOUT=${REAL_TEST_TIMEOUT:-120}
 PLAIN_RUNS=${REAL_PLAIN_RUNS:-2}
 SHOW_LINES=${REAL_SHOW_LINES:-25}
-AGGRESSIVE="RELPOLINE_EPOCH_MS=1 RELPOLINE_PROMOTE_MIN=8"
+AGGRESSIVE=${REAL_AGGRESSIVE:-"RELPOLINE_EPOCH_MS=1 RELPOLINE_PROMOTE_MIN=8"}
 
 # Tests declared flaky up front (REAL_FLAKY="run-x run-y").  None by
 # default: the two plain runs find the flaky ones.  In four full runs on a
