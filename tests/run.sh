@@ -446,6 +446,7 @@ for cc in $CCS; do
 	build "$cc" t_rwx "$OUT/t_rwx" "$T/t_rwx.c" -pthread
 	build "$cc" t_gdb "$OUT/t_gdb" "$T/t_gdb.c" -pthread
 	build "$cc" t_unshare "$OUT/t_unshare" "$T/t_unshare.c"
+	build "$cc" t_ttabfail "$OUT/t_ttabfail" "$T/t_ttabfail.c" -pthread
 	build "$cc" t_tailsteady "$OUT/t_tailsteady" "$T/t_tailsteady.c" -pthread
 	# Jump tables: only gcc makes them under its thunk flags (clang's
 	# retpoline mode never does), with RELPOLINE_JUMP_TABLES=Yes (the
@@ -635,6 +636,8 @@ for cc in $CCS; do
 	perf_names_stubs "$cc"
 	run_case "$cc" fds-closed-and-dup2-worker t_fds 60 "" RELPOLINE_THREAD=on RELPOLINE_EPOCH_MS=1 \
 		RELPOLINE_PROMOTE_MIN=16 RELPOLINE_RELEARN_MISSES=50 -- closeall
+	# The sample table's mmap refused by the kernel (seccomp): retried every 4096 calls, not each.
+	run_case "$cc" sample-table-unmappable t_ttabfail 60 ""
 	run_case "$cc" sigblock-handler-full-mask t_sigblock 60 "" "${BUSY[@]}" -- handler
 	run_case "$cc" sigblock-raw-rt-sigprocmask t_sigblock 60 "" "${BUSY[@]}" -- rawmask
 	run_case "$cc" sigblock-swapcontext t_sigblock 60 "" "${BUSY[@]}" -- swapcontext

@@ -42,7 +42,8 @@
  *
  * Not covered by a warning: a thread whose sample table (record.c, about
  * 80 KiB, mapped by the thread itself on its first slow-path call) cannot
- * be mapped records nothing; the recorder calls no libc and cannot say so.
+ * be mapped records nothing, and tries again every 4096 slow-path calls
+ * (t_ttabfail); the recorder calls no libc and cannot say so.
  */
 #include "common.h"
 #include <dlfcn.h>

@@ -136,14 +136,29 @@ static void predict(struct rp_ttab *t, struct rp_sample *e, unsigned i, uint64_t
 	l->idx = i;
 }
 
+/*
+ * A thread whose table could not be mapped (out of memory) tries again
+ * only every TTAB_RETRY slow-path calls, not on each: relpoline__ttab then
+ * holds a countdown, a value below any mapping's address.  Until then the
+ * thread's calls are not sampled.
+ */
+#define TTAB_RETRY 4096u
+
 __attribute__((visibility("hidden"), used))
 int __relpoline_record(struct rp_frame *f, unsigned idx)
 {
 	struct rp_ttab *t = relpoline__ttab;
-	if (__builtin_expect(t == NULL, 0)) {
+	if (__builtin_expect((uintptr_t)t < TTAB_RETRY, 0)) {
+		if (t) {
+			relpoline__ttab = t = (struct rp_ttab *)((uintptr_t)t - 1);
+			if (t)
+				return 0;
+		}
 		t = ttab_new();
-		if (!t)
+		if (!t) {
+			relpoline__ttab = (struct rp_ttab *)(uintptr_t)(TTAB_RETRY - 1);
 			return 0;
+		}
 	}
 	if (t->busy) {
 		t->dropped++;
