@@ -243,6 +243,7 @@ struct rp_site *rp_site_get(uint64_t addr);   /* its record, made on its first s
 struct rp_site *rp_site_make(struct rp_module *m, size_t i);   /* the same for site I of M */
 void rp_sites_reserve(size_t n);
 void rp_module_materialize(struct rp_module *m);   /* records for all of M's warm entries */
+void rp_module_warm_free(struct rp_module *m);
 void rp_sites_materialize_all(void);
 void rp_sites_materialize_range(uint64_t lo, uint64_t hi);   /* warm entries with a target there */
 void rp_warm_counts(struct rp_stub_counts *c);   /* adds every module's live warm entries */

@@ -904,91 +904,84 @@ bool rp_policy_warm(struct rp_module *m, size_t k, const uint64_t *targets, cons
 {
 	if (!rp_enabled || !n || rp_cfg.max_versions < 1 || n > RP_MAX_TARGETS_LIMIT)
 		return false;
-	uint64_t cell = m->cells + RP_CELL_SIZE * k;
-	if (n == 1 && rp_reach(cell + RP_CELL_JE + 6, targets[0])) {
-		/*
-		 * Most sites: one target, which the cell's own compare takes
-		 * (install_stub's choice for a one-target mix); the stub is the
-		 * miss path alone.  No mix to build.
-		 */
-		struct rp_site s;
-		s.addr = m->site_addr[k];
-		s.mod = m;
-		s.reg = m->site_reg[k];
-		s.cell = cell;
-		unsigned used;
-		uint64_t stub = rp_stub_emit(m, &s, targets, 0, NULL, &used);
-		if (!stub)
-			return false;
-		*w = (struct rp_warm){
-			.stub = stub, .k = (uint32_t)k, .unpred = (float)unpred, .n = 1,
-			.learned_n = (uint16_t)(learned_n > 65535 ? 65535 : learned_n), .mix_n = 1,
-			.skind = RP_STUB_CHAIN, .use_je = 1,
-		};
-		wt[0] = targets[0];
-		wr[0] = (float)rates[0];
-		return true;
-	}
-	struct mix x;
-	uint64_t st[SMALL_MIX];
-	double sr[SMALL_MIX], sp[SMALL_MIX];
-	bool big = n > SMALL_MIX;
-	if (!big)
-		x = (struct mix){ .t = st, .rate = sr, .p = sp };
-	else if (!mix_alloc(&x, n))
-		return false;
-	double total = 0;
-	for (unsigned i = 0; i < n; i++) {   /* decreasing rate: insertion sort, n <= 256 */
-		unsigned j = i;
-		for (; j > 0 && x.rate[j - 1] < rates[i]; j--) {
-			x.t[j] = x.t[j - 1];
-			x.rate[j] = x.rate[j - 1];
-		}
-		x.t[j] = targets[i];
-		x.rate[j] = rates[i];
-		total += rates[i];
-	}
-	x.n = n;
-	double inv = total > 0 ? 1.0 / total : 0;   /* one division: 10,000 sites at a warm start */
-	for (unsigned i = 0; i < n; i++)
-		x.p[i] = total > 0 ? x.rate[i] * inv : 1.0 / n;
-	x.unpred = unpred;
-	if (rp_cfg.stub != RP_STUB_AUTO)
-		kind = (uint8_t)rp_cfg.stub;
-	unsigned kk = n < (unsigned)rp_cfg.max_targets ? n : (unsigned)rp_cfg.max_targets;
-	if (kind != RP_STUB_TREE && kk > RP_CHAIN_MAX)
-		kk = RP_CHAIN_MAX;
 	uint64_t tb[RP_MAX_TARGETS_LIMIT + 1];
 	double rb[RP_MAX_TARGETS_LIMIT + 1];
 	/*
-	 * Only what install_stub and the emitters read is set: zeroing all 232
-	 * bytes (rep stos) was a third of this function's time at a warm start.
+	 * A record on the stack, with only what install_stub and the emitters
+	 * read: zeroing all 232 bytes (rep stos) was a third of this function's
+	 * time at a warm start.
 	 */
 	struct rp_site s;
 	s.addr = m->site_addr[k];
 	s.mod = m;
 	s.reg = m->site_reg[k];
-	s.cell = cell;
+	s.cell = m->cells + RP_CELL_SIZE * k;
 	s.targets = tb;
 	s.rates = rb;
 	s.tcap = RP_MAX_TARGETS_LIMIT + 1;
 	s.je_target = 0;
 	s.versions = 0;
-	bool ok = install_stub(&s, &x, kk, kind == RP_STUB_TREE ? RP_STUB_TREE : RP_STUB_CHAIN);
-	if (ok) {
-		*w = (struct rp_warm){
-			.stub = s.stub, .k = (uint32_t)k, .unpred = (float)unpred, .n = (uint16_t)s.ntargets,
-			.learned_n = (uint16_t)(learned_n > 65535 ? 65535 : learned_n), .mix_n = (uint16_t)n,
-			.skind = s.skind, .use_je = s.use_je,
-		};
-		for (unsigned i = 0; i < s.ntargets; i++) {
-			wt[i] = tb[i];
-			wr[i] = (float)rb[i];
+	if (n == 1 && rp_reach(s.cell + RP_CELL_JE + 6, targets[0])) {
+		/*
+		 * Most sites: one target, which the cell's own compare takes
+		 * (install_stub's choice for a one-target mix); the stub is the
+		 * miss path alone.  No mix to build.
+		 */
+		unsigned used;
+		s.stub = rp_stub_emit(m, &s, targets, 0, NULL, &used);
+		if (!s.stub)
+			return false;
+		s.skind = RP_STUB_CHAIN;
+		s.use_je = true;
+		s.ntargets = 1;
+		tb[0] = targets[0];
+		rb[0] = rates[0];
+	} else {
+		struct mix x;
+		uint64_t st[SMALL_MIX];
+		double sr[SMALL_MIX], sp[SMALL_MIX];
+		bool big = n > SMALL_MIX;
+		if (!big)
+			x = (struct mix){ .t = st, .rate = sr, .p = sp };
+		else if (!mix_alloc(&x, n))
+			return false;
+		double total = 0;
+		for (unsigned i = 0; i < n; i++) {   /* decreasing rate: insertion sort, n <= 256 */
+			unsigned j = i;
+			for (; j > 0 && x.rate[j - 1] < rates[i]; j--) {
+				x.t[j] = x.t[j - 1];
+				x.rate[j] = x.rate[j - 1];
+			}
+			x.t[j] = targets[i];
+			x.rate[j] = rates[i];
+			total += rates[i];
 		}
+		x.n = n;
+		double inv = total > 0 ? 1.0 / total : 0;   /* one division: 10,000 sites at a warm start */
+		for (unsigned i = 0; i < n; i++)
+			x.p[i] = total > 0 ? x.rate[i] * inv : 1.0 / n;
+		x.unpred = unpred;
+		if (rp_cfg.stub != RP_STUB_AUTO)
+			kind = (uint8_t)rp_cfg.stub;
+		unsigned kk = n < (unsigned)rp_cfg.max_targets ? n : (unsigned)rp_cfg.max_targets;
+		if (kind != RP_STUB_TREE && kk > RP_CHAIN_MAX)
+			kk = RP_CHAIN_MAX;
+		bool ok = install_stub(&s, &x, kk, kind == RP_STUB_TREE ? RP_STUB_TREE : RP_STUB_CHAIN);
+		if (big)
+			mix_free(&x);
+		if (!ok)
+			return false;
 	}
-	if (big)
-		mix_free(&x);
-	return ok;
+	*w = (struct rp_warm){
+		.stub = s.stub, .k = (uint32_t)k, .unpred = (float)unpred, .n = (uint16_t)s.ntargets,
+		.learned_n = (uint16_t)(learned_n > 65535 ? 65535 : learned_n), .mix_n = (uint16_t)n,
+		.skind = s.skind, .use_je = s.use_je,
+	};
+	for (unsigned i = 0; i < s.ntargets; i++) {
+		wt[i] = tb[i];
+		wr[i] = (float)rb[i];
+	}
+	return true;
 }
 
 /* M's warm entries just arrived: the counters, and the first promotion's time. */

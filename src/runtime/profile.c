@@ -616,15 +616,11 @@ void rp_profile_arrive(struct rp_module *m)
 	uint64_t *t = rp_alloc(RP_MAX_TARGETS_LIMIT * sizeof(*t));
 	double *r = rp_alloc(RP_MAX_TARGETS_LIMIT * sizeof(*r));
 	/* A stub compares at most the targets its site had in the file (the cell's je among them). */
-	struct rp_warm *wv = rp_alloc((v.nsites + 1) * sizeof(*wv));
-	uint64_t *wt = rp_alloc((v.ntargets + 1) * sizeof(*wt));
-	float *wr = rp_alloc((v.ntargets + 1) * sizeof(*wr));
-	if (!map || !t || !r || !wv || !wt || !wr) {
-		rp_free(wv);
-		rp_free(wt);
-		rp_free(wr);
-		goto out;
-	}
+	m->warm = rp_alloc((v.nsites + 1) * sizeof(*m->warm));
+	m->warm_t = rp_alloc((v.ntargets + 1) * sizeof(*m->warm_t));
+	m->warm_r = rp_alloc((v.ntargets + 1) * sizeof(*m->warm_r));
+	if (!map || !t || !r || !m->warm || !m->warm_t || !m->warm_r)
+		goto drop;
 	for (uint32_t j = 0; j < v.nids; j++)
 		map[j] = obj_by_entry(v.ids + (size_t)j * PF_ID);   /* NULL: not loaded (yet) */
 	size_t ti = 0, k = 0, nt = 0;
@@ -648,34 +644,18 @@ void rp_profile_arrive(struct rp_module *m)
 			t[n] = a;
 			r[n++] = get32(x + 4) * 0.001;   /* per second in the file, per ms here */
 		}
-		struct rp_warm *w = &wv[done];
+		struct rp_warm *w = &m->warm[done];
 		if (n && rp_policy_warm(m, k, t, r, n, s[6], get16(s + 10) / 65535.0, get16(s + 12), w,
-					wt + nt, wr + nt)) {
+					m->warm_t + nt, m->warm_r + nt)) {
 			w->t = (uint32_t)nt;
 			nt += w->n;
 			done++;
 		}
 	}
-	if (!done) {
-		rp_free(wv);
-		rp_free(wt);
-		rp_free(wr);
-		goto out;
-	}
-	m->warm = wv;
-	m->warm_t = wt;
-	m->warm_r = wr;
 	m->nwarm = m->warm_live = done;
-	done = (uint32_t)rp_patch_cells_warm(m);
-	if (!done) {
-		rp_free(wv);
-		rp_free(wt);
-		rp_free(wr);
-		m->warm = NULL;
-		m->warm_t = NULL;
-		m->warm_r = NULL;
-		goto out;
-	}
+	done = done ? (uint32_t)rp_patch_cells_warm(m) : 0;
+	if (!done)
+		goto drop;
 	/* What was loaded counts as saved: an unchanged run writes nothing. */
 	uint64_t sig = 0;
 	for (uint32_t j = 0; j < m->nwarm; j++) {
@@ -688,6 +668,9 @@ void rp_profile_arrive(struct rp_module *m)
 	rp_stats.profile_sites += done;
 	rp_policy_count_warm(m);
 	rp_debug("module %s: %u sites promoted from %s", m->path, done, path);
+	goto out;
+drop:
+	rp_module_warm_free(m);
 out:
 	rp_free(map);
 	rp_free(t);

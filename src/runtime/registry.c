@@ -319,8 +319,8 @@ bool rp_module_mapped(const struct rp_module *m)
 	return mapped(m->text_lo, m->text_hi);
 }
 
-/* Forget a retired module and its site records (under rp_lock; its arena is released already). */
-static void warm_free(struct rp_module *m)
+/* Drop M's warm entries (all made into records, a warm start that failed, or M going away). */
+void rp_module_warm_free(struct rp_module *m)
 {
 	rp_free(m->warm);
 	rp_free(m->warm_t);
@@ -333,11 +333,12 @@ static void warm_free(struct rp_module *m)
 	memset(&m->warm_counts, 0, sizeof(m->warm_counts));
 }
 
+/* Forget a retired module and its site records (under rp_lock; its arena is released already). */
 void rp_module_free(struct rp_module *m)
 {
 	map_drop_module(m);
 	modules[m->id] = NULL;
-	warm_free(m);
+	rp_module_warm_free(m);
 	rp_free(m->site_addr);
 	rp_free(m->site_reg);
 	rp_free(m);
@@ -652,7 +653,7 @@ struct rp_site *rp_site_make(struct rp_module *m, size_t i)
 		warm_make(m, w, s);
 	map_put(s);
 	if (w && !m->warm_live)
-		warm_free(m);
+		rp_module_warm_free(m);
 	return s;
 }
 
